@@ -1,0 +1,380 @@
+//! One `Config` for the whole server, merged from three places in rising priority: built-in
+//! defaults (the named consts below), a TOML file (`--config`), then `TESSERA_*` environment
+//! variables and command-line flags (clap reads both). `validate()` runs once at start-up so a
+//! bad value stops the server with a sentence instead of failing later inside a room.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Where the HTTP interface listens by default.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Canvas of the mix: 720p, the size a laptop shows full-screen without upscaling artefacts.
+pub const DEFAULT_WIDTH: u32 = 1280;
+/// See [`DEFAULT_WIDTH`].
+pub const DEFAULT_HEIGHT: u32 = 720;
+/// Frame rate of the mix.
+pub const DEFAULT_FPS: u32 = 30;
+/// Bitrate of the mixed video, ~2 Mbit/s: enough for a 720p grid of talking heads.
+pub const DEFAULT_VIDEO_KBPS: u32 = 2000;
+/// Bitrate of each mixed audio stream (Opus, 48 kHz).
+pub const DEFAULT_AUDIO_KBPS: u32 = 48;
+/// A room holds at most this many sending sessions (tiles): the 4x4 grid.
+pub const DEFAULT_MAX_PARTICIPANTS: usize = 16;
+/// How long a room lives on after its last session left, so a quick rejoin finds it warm.
+pub const DEFAULT_ROOM_LINGER_SECS: f64 = 30.0;
+/// How long the server waits for ICE gathering before it answers with what it has.
+pub const DEFAULT_GATHER_TIMEOUT_MS: u64 = 2000;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "tessera: a WebRTC conference server that mixes (MCU)")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve rooms over WHIP/WHEP.
+    Serve(ServeArgs),
+}
+
+/// Flags of `tessera serve`; each can also come from `TESSERA_<NAME>` or from the TOML file.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port of the HTTP interface.
+    #[arg(long, env = "TESSERA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The only local address ICE gathers candidates on (default: every non-loopback interface).
+    #[arg(long, env = "TESSERA_RTC_IP")]
+    pub rtc_ip: Option<IpAddr>,
+    /// The public address of a 1:1 NAT (cloud hosts): advertised instead of the local one.
+    #[arg(long, env = "TESSERA_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
+    /// UDP port range for media, as LOW-HIGH (default: ephemeral ports).
+    #[arg(long, env = "TESSERA_UDP_PORTS")]
+    pub udp_ports: Option<String>,
+    /// Width of the mixed video.
+    #[arg(long, env = "TESSERA_WIDTH")]
+    pub width: Option<u32>,
+    /// Height of the mixed video.
+    #[arg(long, env = "TESSERA_HEIGHT")]
+    pub height: Option<u32>,
+    /// Frame rate of the mixed video.
+    #[arg(long, env = "TESSERA_FPS")]
+    pub fps: Option<u32>,
+    /// Bitrate of the mixed video in kbit/s.
+    #[arg(long, env = "TESSERA_VIDEO_KBPS")]
+    pub video_kbps: Option<u32>,
+    /// Most sending sessions (tiles) in one room.
+    #[arg(long, env = "TESSERA_MAX_PARTICIPANTS")]
+    pub max_participants: Option<usize>,
+    /// Seconds a room lives on after it became empty.
+    #[arg(long, env = "TESSERA_ROOM_LINGER_SECS")]
+    pub room_linger_secs: Option<f64>,
+    /// A directory whose `*.pipeline` files override the embedded GStreamer descriptions.
+    #[arg(long, env = "TESSERA_PIPELINES_DIR")]
+    pub pipelines_dir: Option<PathBuf>,
+}
+
+/// The same settings as they may appear in the TOML file (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    rtc_ip: Option<IpAddr>,
+    public_ip: Option<IpAddr>,
+    udp_ports: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    fps: Option<u32>,
+    video_kbps: Option<u32>,
+    max_participants: Option<usize>,
+    room_linger_secs: Option<f64>,
+    pipelines_dir: Option<PathBuf>,
+}
+
+/// A range of UDP ports, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub low: u16,
+    /// Last port.
+    pub high: u16,
+}
+
+/// The settings of the mixed output of every room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixConfig {
+    /// Canvas width in pixels.
+    pub width: u32,
+    /// Canvas height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Video bitrate in kbit/s.
+    pub video_kbps: u32,
+    /// Audio bitrate in kbit/s.
+    pub audio_kbps: u32,
+}
+
+/// How WebRTC transports are set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RtcConfig {
+    /// Gather candidates on this address only.
+    pub rtc_ip: Option<IpAddr>,
+    /// Advertise this address (1:1 NAT).
+    pub public_ip: Option<IpAddr>,
+    /// Bind media sockets within this range.
+    pub udp_ports: Option<PortRange>,
+    /// Deadline for ICE gathering before answering.
+    pub gather_timeout: Duration,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// WebRTC transport settings.
+    pub rtc: RtcConfig,
+    /// Mixed output settings.
+    pub mix: MixConfig,
+    /// Most sending sessions per room.
+    pub max_participants: usize,
+    /// Lifetime of an empty room.
+    pub room_linger: Duration,
+    /// Override directory for pipeline descriptions.
+    pub pipelines_dir: Option<PathBuf>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
+            rtc: RtcConfig {
+                gather_timeout: Duration::from_millis(DEFAULT_GATHER_TIMEOUT_MS),
+                ..RtcConfig::default()
+            },
+            mix: MixConfig {
+                width: DEFAULT_WIDTH,
+                height: DEFAULT_HEIGHT,
+                fps: DEFAULT_FPS,
+                video_kbps: DEFAULT_VIDEO_KBPS,
+                audio_kbps: DEFAULT_AUDIO_KBPS,
+            },
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
+            room_linger: Duration::from_secs_f64(DEFAULT_ROOM_LINGER_SECS),
+            pipelines_dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// Merges defaults, the file named by `--config` (if any) and the flags/environment.
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        // Flags (and env, which clap folds into them) win over the file.
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        if let Some(v) = pick!(listen) {
+            c.listen = v;
+        }
+        c.rtc.rtc_ip = pick!(rtc_ip);
+        c.rtc.public_ip = pick!(public_ip);
+        if let Some(v) = pick!(udp_ports) {
+            c.rtc.udp_ports = Some(parse_port_range(&v)?);
+        }
+        if let Some(v) = pick!(width) {
+            c.mix.width = v;
+        }
+        if let Some(v) = pick!(height) {
+            c.mix.height = v;
+        }
+        if let Some(v) = pick!(fps) {
+            c.mix.fps = v;
+        }
+        if let Some(v) = pick!(video_kbps) {
+            c.mix.video_kbps = v;
+        }
+        if let Some(v) = pick!(max_participants) {
+            c.max_participants = v;
+        }
+        if let Some(v) = pick!(room_linger_secs) {
+            if !(0.0..=86_400.0).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "room linger must be 0..=86400 seconds, got {v}"
+                )));
+            }
+            c.room_linger = Duration::from_secs_f64(v);
+        }
+        c.pipelines_dir = pick!(pipelines_dir);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every value is usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.mix;
+        // Even sizes: I420 and the VP8 encoder want them.
+        if !(64..=3840).contains(&m.width) || m.width % 2 != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "width must be even and 64..=3840, got {}",
+                m.width
+            )));
+        }
+        if !(64..=2160).contains(&m.height) || m.height % 2 != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "height must be even and 64..=2160, got {}",
+                m.height
+            )));
+        }
+        if !(1..=60).contains(&m.fps) {
+            return Err(ConfigError::Invalid(format!("fps must be 1..=60, got {}", m.fps)));
+        }
+        if !(50..=50_000).contains(&m.video_kbps) {
+            return Err(ConfigError::Invalid(format!(
+                "video bitrate must be 50..=50000 kbit/s, got {}",
+                m.video_kbps
+            )));
+        }
+        if !(1..=crate::room::layout::MAX_TILES).contains(&self.max_participants) {
+            return Err(ConfigError::Invalid(format!(
+                "max participants must be 1..={}, got {}",
+                crate::room::layout::MAX_TILES,
+                self.max_participants
+            )));
+        }
+        if let Some(r) = self.rtc.udp_ports
+            && r.low > r.high
+        {
+            return Err(ConfigError::Invalid(format!(
+                "udp port range {}-{} is empty",
+                r.low, r.high
+            )));
+        }
+        if let Some(dir) = &self.pipelines_dir
+            && !dir.is_dir()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "pipelines dir {} is not a directory",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// Parses `LOW-HIGH`.
+pub fn parse_port_range(s: &str) -> Result<PortRange, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("udp ports must look like 40000-40999, got {s:?}"));
+    let (low, high) = s.split_once('-').ok_or_else(bad)?;
+    let low: u16 = low.trim().parse().map_err(|_| bad())?;
+    let high: u16 = high.trim().parse().map_err(|_| bad())?;
+    if low == 0 || low > high {
+        return Err(bad());
+    }
+    Ok(PortRange { low, high })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_range_parses_and_rejects() {
+        assert_eq!(
+            parse_port_range("40000-40010").unwrap(),
+            PortRange { low: 40000, high: 40010 }
+        );
+        assert!(parse_port_range("5-1").is_err());
+        assert!(parse_port_range("x-1").is_err());
+        assert!(parse_port_range("100").is_err());
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("tessera-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.toml");
+        std::fs::write(&file, "fps = 25\nwidth = 640\nheight = 360\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            fps: Some(15),
+            ..ServeArgs::default()
+        };
+        let c = Config::from_args(args).unwrap();
+        assert_eq!((c.mix.width, c.mix.height, c.mix.fps), (640, 360, 15));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("tessera-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.toml");
+        std::fs::write(&file, "fsp = 25\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(Config::from_args(args), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn odd_width_is_invalid() {
+        let mut c = Config::default();
+        c.mix.width = 641;
+        assert!(c.validate().is_err());
+    }
+}

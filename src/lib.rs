@@ -1,0 +1,43 @@
+//! tessera: a WebRTC conference server that mixes (an MCU).
+//!
+//! The architecture in ten lines (the README maps each concept to its file):
+//! 1. `main.rs` parses the [`config`], starts GStreamer and calls [`run`] with a bound listener.
+//! 2. [`http`] is the edge: WHIP/WHEP, REST and debug routes; it owns no room state.
+//! 3. [`room`] is the domain: a [`room::Rooms`] registry of cheap [`room::RoomHandle`]s, each the
+//!    mailbox of one `RoomActor` task that owns the room's sessions, peers and mixer.
+//! 4. Pure decisions live in [`room::layout`] (grid geometry) and [`room::keyframe`] (coalescing).
+//! 5. [`peer`] is the only module that imports `webrtc::`; [`media`] the only one that imports `gst::`.
+//! 6. They never import each other: they meet in [`types`] (ids, kinds, the [`types::RtpSink`] trait).
+//! 7. RTP never crosses the actor's mailbox: per-track tasks push into appsrc, appsinks broadcast.
+//! 8. Every task has one owner that stops it; every pipeline is set to Null by a Drop guard.
+//! 9. A bad request gets a 4xx with a JSON body and touches nothing else; a pipeline error ends
+//!    only its room; a failed peer leaves only its session.
+
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod metrics;
+pub mod peer;
+pub mod room;
+pub mod types;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Serves until `shutdown` resolves, then closes every room and waits for them.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: config::Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
+    let rooms = room::Rooms::new(Arc::new(config), media);
+    let routes = http::routes(rooms.clone());
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+    rooms.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,687 @@
+//! The only module that imports `gst::`: one [`Mixer`] (one GStreamer pipeline) per room.
+//!
+//! Shape of a room's pipeline (descriptions in `pipelines/`):
+//! ```text
+//! video input bin (appsrc → jitterbuffer → depay → decode) ─┐
+//! video input bin ...                                        ├→ compositor → vp8enc → pay → appsink ⇒ broadcast
+//! black 16x16 clock (alpha 0) ───────────────────────────────┘
+//! audio input bin (appsrc → … → S16 48k) → tee ─┬→ "everyone" audio mix → opus → pay → appsink ⇒ broadcast
+//!                                               └→ every other participant's mix-minus ⇒ broadcast
+//! ```
+//! The room actor owns the `Mixer`; nothing else holds the pipeline. Streaming-thread callbacks
+//! only forward: appsinks into a `broadcast` channel per output (slow subscribers lag and drop,
+//! never block), bus messages and keyframe requests into the room's bounded event channel with
+//! `try_send`. Dropping the `Mixer` sets the pipeline to Null.
+
+mod templates;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gst::prelude::*;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::MixConfig;
+use crate::metrics::{self, Live};
+use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
+
+pub use templates::Templates;
+
+/// Packets an output may run ahead of its slowest subscriber before that subscriber drops
+/// (~1.5 s of 2 Mbit/s video at 1200-byte packets).
+const OUTPUT_BACKLOG: usize = 512;
+/// Jitter buffer depth of every input, in ms: room for one retransmission on a good network.
+const JITTER_MS: u32 = 40;
+/// How long removing a branch may wait for its pad to go idle.
+const UNLINK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A media failure, with the element or step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// GStreamer could not start.
+    #[error("GStreamer initialisation failed: {0}")]
+    Init(String),
+    /// A pipeline description is missing or malformed.
+    #[error("pipeline description: {0}")]
+    Template(String),
+    /// Building or linking part of the pipeline failed.
+    #[error("{context}: {message}")]
+    Build {
+        /// What was being done.
+        context: String,
+        /// GStreamer's words.
+        message: String,
+    },
+    /// The codec has no input description.
+    #[error("no decoder for {0}")]
+    UnsupportedCodec(String),
+}
+
+fn build_err(context: impl Into<String>, e: impl std::fmt::Display) -> MediaError {
+    MediaError::Build {
+        context: context.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Something the pipeline reports to its room, forwarded from GStreamer threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MixerEvent {
+    /// The pipeline failed; the room should end. Carries the element path and debug string.
+    Error(String),
+    /// An element's latency changed (a branch was added): the room should call
+    /// [`Mixer::recalculate_latency`] from outside the streaming threads.
+    LatencyChanged,
+    /// A session's video input needs a keyframe (join, loss, decode error): send it a PLI.
+    KeyframeWanted(SessionId),
+}
+
+/// Process-wide media set-up: GStreamer initialised and the descriptions loaded.
+#[derive(Debug, Clone)]
+pub struct MediaFactory {
+    templates: Arc<Templates>,
+}
+
+impl MediaFactory {
+    /// Initialises GStreamer and loads the pipeline descriptions.
+    pub fn new(pipelines_dir: Option<&Path>) -> Result<MediaFactory, MediaError> {
+        gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
+        Ok(MediaFactory {
+            templates: Arc::new(Templates::load(pipelines_dir)?),
+        })
+    }
+
+    /// Whether an input of this codec can be decoded (the check behind "no codec we can decode").
+    pub fn can_decode(&self, kind: MediaKind, mime_type: &str) -> bool {
+        self.templates.has(&input_template(kind, mime_type))
+    }
+
+    /// Starts a room's pipeline (PLAYING) that reports to `events`.
+    pub fn start_mixer(
+        &self,
+        room: &str,
+        mix: &MixConfig,
+        events: mpsc::Sender<MixerEvent>,
+    ) -> Result<Mixer, MediaError> {
+        Mixer::start(self.templates.clone(), room, mix, events)
+    }
+}
+
+fn input_template(kind: MediaKind, mime_type: &str) -> String {
+    let codec = mime_type
+        .rsplit('/')
+        .next()
+        .unwrap_or(mime_type)
+        .to_ascii_lowercase();
+    format!("{kind}-input-{codec}.pipeline")
+}
+
+/// One encoded output of the mix: subscribers get every RTP packet from the moment they
+/// subscribe. Counts packets dropped for want of subscribers' attention elsewhere (in `peer`).
+#[derive(Debug)]
+struct Output {
+    tx: broadcast::Sender<Bytes>,
+    packets: Arc<AtomicU64>,
+}
+
+impl Output {
+    fn attach(appsink: &gst_app::AppSink) -> Output {
+        let (tx, _) = broadcast::channel(OUTPUT_BACKLOG);
+        let packets = Arc::new(AtomicU64::new(0));
+        let (cb_tx, cb_packets) = (tx.clone(), packets.clone());
+        appsink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    // Forward only: copy the packet out and broadcast it. No receivers is fine.
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        cb_packets.fetch_add(1, Ordering::Relaxed);
+                        let _ = cb_tx.send(Bytes::copy_from_slice(map.as_slice()));
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Output { tx, packets }
+    }
+}
+
+/// An audio mix (the "everyone" mix or one participant's mix-minus): a bin from
+/// `audio-mix.pipeline` whose audiomixer gets one ghost sink pad per linked input.
+struct AudioMix {
+    bin: gst::Bin,
+    mixer: gst::Element,
+    output: Output,
+}
+
+/// A link from an input's tee into an audio mix.
+struct AudioLink {
+    tee_pad: gst::Pad,
+    ghost: gst::GhostPad,
+    mixer_pad: gst::Pad,
+}
+
+/// A video or audio input branch.
+struct Input {
+    bin: gst::Bin,
+    appsrc: gst_app::AppSrc,
+    /// Video: the compositor's request pad. Audio: none (the tee fans out).
+    compositor_pad: Option<gst::Pad>,
+    /// Audio: the tee after the bin.
+    tee: Option<gst::Element>,
+}
+
+/// The pushing end of an input, handed to the peer's reading task.
+#[derive(Clone)]
+pub struct RtpInput {
+    appsrc: gst_app::AppSrc,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RtpSink for RtpInput {
+    fn push(&self, packet: Bytes) {
+        // appsrc is leaky (drops its oldest data when full), so this never blocks. It fails only
+        // once the branch is being removed, which is the end of the stream anyway.
+        if self.appsrc.push_buffer(gst::Buffer::from_slice(packet)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Diagnostic counts of a mixer, for the room's debug info.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MixerStats {
+    /// Video encoders running (always 1 while the room lives).
+    pub video_encoders: usize,
+    /// Audio encoders running: the "everyone" mix plus one per mix-minus.
+    pub audio_encoders: usize,
+    /// Inputs being decoded.
+    pub inputs: usize,
+    /// RTP packets produced by the video output so far.
+    pub video_packets: u64,
+}
+
+/// One room's pipeline. Owned by the room actor; Drop sets it to Null.
+pub struct Mixer {
+    templates: Arc<Templates>,
+    pipeline: gst::Pipeline,
+    compositor: gst::Element,
+    video_encoder: gst::Element,
+    video: Output,
+    everyone: AudioMix,
+    minus: HashMap<SessionId, AudioMix>,
+    video_inputs: HashMap<SessionId, Input>,
+    audio_inputs: HashMap<SessionId, Input>,
+    /// (source, mix) → link; mix `None` is the "everyone" mix.
+    audio_links: HashMap<(SessionId, Option<SessionId>), AudioLink>,
+    events: mpsc::Sender<MixerEvent>,
+    _live: Live,
+}
+
+impl Mixer {
+    fn start(
+        templates: Arc<Templates>,
+        room: &str,
+        mix: &MixConfig,
+        events: mpsc::Sender<MixerEvent>,
+    ) -> Result<Mixer, MediaError> {
+        let desc = templates.render(
+            "video-mix.pipeline",
+            &[
+                ("width", mix.width.to_string()),
+                ("height", mix.height.to_string()),
+                ("fps", mix.fps.to_string()),
+                ("video_bps", (mix.video_kbps * 1000).to_string()),
+            ],
+        )?;
+        let pipeline = gst::parse::launch(&desc)
+            .map_err(|e| build_err("parsing video-mix.pipeline", e))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build_err("video-mix.pipeline", "is not a pipeline"))?;
+        pipeline.set_property("name", format!("room-{room}"));
+        let by_name = |name: &str| {
+            pipeline
+                .by_name(name)
+                .ok_or_else(|| build_err("video-mix.pipeline", format!("has no element {name}")))
+        };
+        let compositor = by_name("mix")?;
+        let video_encoder = by_name("venc")?;
+        let video_sink = by_name("video_out")?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| build_err("video-mix.pipeline", "video_out is not an appsink"))?;
+        let video = Output::attach(&video_sink);
+        install_bus_forwarder(&pipeline, events.clone());
+
+        let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone")?;
+        let mixer = Mixer {
+            templates,
+            pipeline,
+            compositor,
+            video_encoder,
+            video,
+            everyone,
+            minus: HashMap::new(),
+            video_inputs: HashMap::new(),
+            audio_inputs: HashMap::new(),
+            audio_links: HashMap::new(),
+            events,
+            _live: Live::new(&metrics::PIPELINES),
+        };
+        mixer
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| build_err("starting the room pipeline", e))?;
+        Ok(mixer)
+    }
+
+    /// A receiver of the mixed video's RTP packets (VP8).
+    pub fn subscribe_video(&self) -> broadcast::Receiver<Bytes> {
+        self.video.tx.subscribe()
+    }
+
+    /// A receiver of the audio `session` should hear: its mix-minus if it has one, else everyone.
+    pub fn subscribe_audio(&self, session: Option<SessionId>) -> broadcast::Receiver<Bytes> {
+        session
+            .and_then(|s| self.minus.get(&s))
+            .unwrap_or(&self.everyone)
+            .output
+            .tx
+            .subscribe()
+    }
+
+    /// Asks the video encoder for a keyframe now (the caller coalesces).
+    pub fn force_keyframe(&self) {
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        if let Some(pad) = self.video_encoder.static_pad("src") {
+            // An upstream event sent into the encoder's src pad is handled by the encoder.
+            pad.send_event(event);
+        }
+    }
+
+    /// Re-distributes latency after branches came or went (see [`MixerEvent::LatencyChanged`]).
+    pub fn recalculate_latency(&self) {
+        if let Err(e) = self.pipeline.recalculate_latency() {
+            tracing::debug!("recalculating latency: {e}");
+        }
+    }
+
+    /// Counts for the debug info.
+    pub fn stats(&self) -> MixerStats {
+        MixerStats {
+            video_encoders: 1,
+            audio_encoders: 1 + self.minus.len(),
+            inputs: self.video_inputs.len() + self.audio_inputs.len(),
+            video_packets: self.video.packets.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds a decoding branch for `session`'s incoming track and returns where to push its RTP.
+    /// Video gets a compositor pad at `tile`; audio is linked into every mix but its own.
+    pub fn add_input(
+        &mut self,
+        session: SessionId,
+        codec: &InputCodec,
+        tile: Option<Rect>,
+    ) -> Result<RtpInput, MediaError> {
+        let name = input_template(codec.kind, &codec.mime_type);
+        if !self.templates.has(&name) {
+            return Err(MediaError::UnsupportedCodec(codec.mime_type.clone()));
+        }
+        self.remove_input(session, codec.kind);
+        let desc = self.templates.render(
+            &name,
+            &[("jitter_ms", JITTER_MS.to_string())],
+        )?;
+        let context = || format!("adding the {} input of session {session}", codec.kind);
+        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+        bin.set_property("name", format!("{}-in-{session}", codec.kind));
+        let appsrc = bin
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build_err(context(), format!("{name} has no appsrc named src")))?;
+        watch_keyframe_requests(&appsrc, session, self.events.clone());
+        self.pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+        let src = bin
+            .static_pad("src")
+            .ok_or_else(|| build_err(context(), format!("{name} has no unlinked src pad")))?;
+
+        let mut input = Input {
+            bin: bin.clone(),
+            appsrc: appsrc.clone(),
+            compositor_pad: None,
+            tee: None,
+        };
+        let linked = match codec.kind {
+            MediaKind::Video => {
+                let pad = self
+                    .compositor
+                    .request_pad_simple("sink_%u")
+                    .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
+                pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+                if let Some(rect) = tile {
+                    set_geometry(&pad, rect);
+                }
+                input.compositor_pad = Some(pad.clone());
+                src.link(&pad).map(|_| ()).map_err(|e| build_err(context(), e))
+            }
+            MediaKind::Audio => {
+                let tee = gst::ElementFactory::make("tee")
+                    .name(format!("audio-tee-{session}"))
+                    .property("allow-not-linked", true)
+                    .build()
+                    .map_err(|e| build_err(context(), e))?;
+                self.pipeline.add(&tee).map_err(|e| build_err(context(), e))?;
+                input.tee = Some(tee.clone());
+                bin.link(&tee).map_err(|e| build_err(context(), e))
+            }
+        };
+        if let Err(e) = linked.and_then(|_| {
+            if let Some(tee) = &input.tee {
+                tee.sync_state_with_parent().map_err(|e| build_err(context(), e))?;
+            }
+            bin.sync_state_with_parent().map_err(|e| build_err(context(), e))
+        }) {
+            self.teardown_input(input);
+            return Err(e);
+        }
+        let sink = RtpInput {
+            appsrc,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        match codec.kind {
+            MediaKind::Video => {
+                self.video_inputs.insert(session, input);
+            }
+            MediaKind::Audio => {
+                self.audio_inputs.insert(session, input);
+                let mixes: Vec<Option<SessionId>> = std::iter::once(None)
+                    .chain(self.minus.keys().filter(|&&m| m != session).map(|&m| Some(m)))
+                    .collect();
+                for mix in mixes {
+                    self.link_audio(session, mix)?;
+                }
+            }
+        }
+        let _ = self.events.try_send(MixerEvent::KeyframeWanted(session));
+        Ok(sink)
+    }
+
+    /// Moves every video input to its tile (the reflow after a join or leave). Tiles are set
+    /// in one go on the compositor's pads, so the next composed frame has the new grid.
+    pub fn set_tiles(&self, tiles: &[(SessionId, Rect)]) {
+        for (session, rect) in tiles {
+            if let Some(pad) = self
+                .video_inputs
+                .get(session)
+                .and_then(|i| i.compositor_pad.as_ref())
+            {
+                set_geometry(pad, *rect);
+            }
+        }
+    }
+
+    /// Gives `session` its own mix-minus (everyone's audio but its own).
+    pub fn add_mix_minus(&mut self, session: SessionId, mix: &MixConfig) -> Result<(), MediaError> {
+        if self.minus.contains_key(&session) {
+            return Ok(());
+        }
+        let audio = new_audio_mix(&self.templates, &self.pipeline, mix, &format!("minus-{session}"))?;
+        self.minus.insert(session, audio);
+        let sources: Vec<SessionId> = self
+            .audio_inputs
+            .keys()
+            .copied()
+            .filter(|&s| s != session)
+            .collect();
+        for source in sources {
+            self.link_audio(source, Some(session))?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything of `session`: its inputs, its mix-minus, its links into other mixes.
+    pub fn remove_session(&mut self, session: SessionId) {
+        self.remove_input(session, MediaKind::Video);
+        self.remove_input(session, MediaKind::Audio);
+        let links: Vec<_> = self
+            .audio_links
+            .keys()
+            .copied()
+            .filter(|&(_, mix)| mix == Some(session))
+            .collect();
+        for key in links {
+            self.unlink_audio(key);
+        }
+        if let Some(mix) = self.minus.remove(&session) {
+            remove_bin(&self.pipeline, &mix.bin);
+        }
+    }
+
+    fn remove_input(&mut self, session: SessionId, kind: MediaKind) {
+        let input = match kind {
+            MediaKind::Video => self.video_inputs.remove(&session),
+            MediaKind::Audio => self.audio_inputs.remove(&session),
+        };
+        let Some(input) = input else { return };
+        if kind == MediaKind::Audio {
+            let links: Vec<_> = self
+                .audio_links
+                .keys()
+                .copied()
+                .filter(|&(src, _)| src == session)
+                .collect();
+            for key in links {
+                self.unlink_audio(key);
+            }
+        }
+        self.teardown_input(input);
+    }
+
+    /// Takes an input branch out of the running pipeline: stop its source, wait (bounded) for
+    /// its output pad to go idle, unlink, release the request pad, set it to Null, remove it.
+    fn teardown_input(&self, input: Input) {
+        let _ = input.appsrc.end_of_stream();
+        if let Some(src) = input.bin.static_pad("src") {
+            block_until_idle(&src);
+            if let Some(peer) = src.peer() {
+                let _ = src.unlink(&peer);
+            }
+        }
+        if let Some(pad) = &input.compositor_pad {
+            self.compositor.release_request_pad(pad);
+        }
+        remove_bin(&self.pipeline, &input.bin);
+        if let Some(tee) = input.tee {
+            let _ = tee.set_state(gst::State::Null);
+            let _ = self.pipeline.remove(&tee);
+        }
+    }
+
+    fn link_audio(&mut self, source: SessionId, mix: Option<SessionId>) -> Result<(), MediaError> {
+        let context = || format!("linking the audio of {source} into mix {mix:?}");
+        let tee = self
+            .audio_inputs
+            .get(&source)
+            .and_then(|i| i.tee.clone())
+            .ok_or_else(|| build_err(context(), "no such audio input"))?;
+        let target = match mix {
+            None => &self.everyone,
+            Some(m) => self
+                .minus
+                .get(&m)
+                .ok_or_else(|| build_err(context(), "no such mix"))?,
+        };
+        let mixer_pad = target
+            .mixer
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| build_err(context(), "audiomixer gave no sink pad"))?;
+        let ghost = gst::GhostPad::builder_with_target(&mixer_pad)
+            .map_err(|e| build_err(context(), e))?
+            .name(format!("in-{source}"))
+            .build();
+        ghost.set_active(true).map_err(|e| build_err(context(), e))?;
+        target
+            .bin
+            .add_pad(&ghost)
+            .map_err(|e| build_err(context(), e))?;
+        let tee_pad = tee
+            .request_pad_simple("src_%u")
+            .ok_or_else(|| build_err(context(), "tee gave no src pad"))?;
+        tee_pad.link(&ghost).map_err(|e| build_err(context(), e))?;
+        self.audio_links.insert(
+            (source, mix),
+            AudioLink {
+                tee_pad,
+                ghost,
+                mixer_pad,
+            },
+        );
+        Ok(())
+    }
+
+    fn unlink_audio(&mut self, key: (SessionId, Option<SessionId>)) {
+        let Some(link) = self.audio_links.remove(&key) else {
+            return;
+        };
+        block_until_idle(&link.tee_pad);
+        let _ = link.tee_pad.unlink(&link.ghost);
+        if let Some(tee) = link.tee_pad.parent_element() {
+            tee.release_request_pad(&link.tee_pad);
+        }
+        let target = match key.1 {
+            None => Some(&self.everyone),
+            Some(m) => self.minus.get(&m),
+        };
+        if let Some(target) = target {
+            let _ = target.bin.remove_pad(&link.ghost);
+            target.mixer.release_request_pad(&link.mixer_pad);
+        }
+    }
+}
+
+impl Drop for Mixer {
+    fn drop(&mut self) {
+        // The one place a room's pipeline ends: every element goes to Null with it.
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(bus) = self.pipeline.bus() {
+            bus.unset_sync_handler();
+        }
+    }
+}
+
+fn new_audio_mix(
+    templates: &Templates,
+    pipeline: &gst::Pipeline,
+    mix: &MixConfig,
+    name: &str,
+) -> Result<AudioMix, MediaError> {
+    let context = || format!("adding the audio mix {name}");
+    let desc = templates.render(
+        "audio-mix.pipeline",
+        &[("audio_bps", (mix.audio_kbps * 1000).to_string())],
+    )?;
+    let bin = gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
+    bin.set_property("name", format!("audio-{name}"));
+    let mixer = bin
+        .by_name("mix")
+        .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no element named mix"))?;
+    let sink = bin
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no appsink named out"))?;
+    let output = Output::attach(&sink);
+    pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+    bin.sync_state_with_parent()
+        .map_err(|e| build_err(context(), e))?;
+    Ok(AudioMix { bin, mixer, output })
+}
+
+fn remove_bin(pipeline: &gst::Pipeline, bin: &gst::Bin) {
+    let _ = bin.set_state(gst::State::Null);
+    let _ = pipeline.remove(bin);
+}
+
+fn set_geometry(pad: &gst::Pad, rect: Rect) {
+    pad.set_property("xpos", rect.x);
+    pad.set_property("ypos", rect.y);
+    pad.set_property("width", rect.width);
+    pad.set_property("height", rect.height);
+}
+
+/// Waits until no data is flowing through `pad` (an IDLE probe: it fires at once if the pad is
+/// idle, else between two buffers), with a deadline so a wedged branch cannot hang its room.
+fn block_until_idle(pad: &gst::Pad) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let probe = pad.add_probe(gst::PadProbeType::IDLE, move |_, _| {
+        let _ = tx.try_send(());
+        gst::PadProbeReturn::Remove
+    });
+    if rx.recv_timeout(UNLINK_DEADLINE).is_err() {
+        tracing::warn!(pad = %pad.name(), "pad did not go idle in time; unlinking anyway");
+        if let Some(id) = probe {
+            pad.remove_probe(id);
+        }
+    }
+}
+
+/// Forwards keyframe requests that reach the appsrc from the depayloader or decoder.
+fn watch_keyframe_requests(
+    appsrc: &gst_app::AppSrc,
+    session: SessionId,
+    events: mpsc::Sender<MixerEvent>,
+) {
+    let Some(pad) = appsrc.static_pad("src") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(event)) = &info.data
+            && gst_video::ForceKeyUnitEvent::is(event)
+        {
+            let _ = events.try_send(MixerEvent::KeyframeWanted(session));
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Turns bus messages into [`MixerEvent`]s, on the posting thread, without blocking.
+fn install_bus_forwarder(pipeline: &gst::Pipeline, events: mpsc::Sender<MixerEvent>) {
+    let Some(bus) = pipeline.bus() else { return };
+    bus.set_sync_handler(move |_, msg| {
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Error(err) => {
+                let path = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let text = format!(
+                    "{path}: {} ({})",
+                    err.error(),
+                    err.debug().map(|d| d.to_string()).unwrap_or_default()
+                );
+                tracing::error!("pipeline error: {text}");
+                let _ = events.try_send(MixerEvent::Error(text));
+            }
+            MessageView::Warning(w) => {
+                let path = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                tracing::warn!("pipeline warning: {path}: {}", w.error());
+            }
+            MessageView::Latency(_) => {
+                let _ = events.try_send(MixerEvent::LatencyChanged);
+            }
+            _ => {}
+        }
+        gst::BusSyncReply::Drop
+    });
+}

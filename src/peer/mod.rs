@@ -1,0 +1,576 @@
+//! The only module that imports `webrtc::` (webrtc-rs 0.21, pinned): one [`Peer`] per session.
+//!
+//! A `Peer` answers one WHIP/WHEP offer and then moves RTP between its tracks and the mix through
+//! per-track tasks it owns (aborted when the `Peer` is dropped or closed):
+//! - a *reading* task per incoming track pushes packets into an [`RtpSink`] (an appsrc; never
+//!   blocks, because webrtc-rs's per-track queue holds only 256 packets);
+//! - a *writing* task per outgoing track copies the room's broadcast output into the track,
+//!   rewriting SSRC and payload type to what this connection negotiated;
+//! - a *feedback* task per outgoing track turns the receiver's PLI/FIR into a keyframe request.
+//!
+//! Everything the webrtc-rs callbacks learn is forwarded as a [`PeerEvent`] with `try_send`; the
+//! room actor decides what it means.
+
+mod keyframe_interceptor;
+mod offer;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::shared::marshal::{Marshal, Unmarshal};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceCandidateType, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    Registry, SettingEngineBuilder, register_default_interceptors,
+};
+
+use crate::config::RtcConfig;
+use crate::metrics::{self, Live};
+use crate::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId};
+
+pub use offer::{Direction, MediaOffer, OfferSummary, inspect_offer};
+
+/// Payload type we prefer for VP8 (answers use the offerer's numbers).
+const VP8_PT: u8 = 96;
+/// Payload type we prefer for Opus.
+const OPUS_PT: u8 = 111;
+/// Bound of the events a peer may queue for its room before they are dropped (and logged).
+pub const EVENT_QUEUE: usize = 256;
+/// How many ports of a configured range to try before giving up.
+const PORT_ATTEMPTS: usize = 16;
+
+/// A failure to set up or run a peer connection.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The offer is not SDP we can use.
+    #[error("malformed SDP offer: {0}")]
+    BadOffer(String),
+    /// webrtc-rs refused a step.
+    #[error("{context}: {message}")]
+    Rtc {
+        /// What was being done.
+        context: &'static str,
+        /// webrtc-rs's words.
+        message: String,
+    },
+}
+
+fn rtc_err(context: &'static str) -> impl FnOnce(webrtc::error::Error) -> PeerError {
+    move |e| PeerError::Rtc {
+        context,
+        message: e.to_string(),
+    }
+}
+
+/// What a peer tells its room.
+#[derive(Debug)]
+pub struct PeerEvent {
+    /// Which session.
+    pub session: SessionId,
+    /// What happened.
+    pub kind: PeerEventKind,
+}
+
+/// The events.
+#[derive(Debug)]
+pub enum PeerEventKind {
+    /// The connection changed state.
+    State(ConnectionState),
+    /// The remote side started sending a track: hand it to [`Peer::start_receiving`].
+    Track(RemoteTrack),
+    /// The receiver asked for a keyframe of the mixed video (PLI/FIR, or it fell behind).
+    KeyframeRequested,
+}
+
+/// An incoming track, opaque outside this module.
+pub struct RemoteTrack {
+    track: Arc<dyn TrackRemote>,
+    /// The track's codec as negotiated.
+    pub codec: InputCodec,
+}
+
+impl std::fmt::Debug for RemoteTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTrack").field("codec", &self.codec).finish()
+    }
+}
+
+/// What the server sends on a new connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendPlan {
+    /// Send the mixed video.
+    pub video: bool,
+    /// Send mixed audio.
+    pub audio: bool,
+}
+
+/// Builds peer connections with the server's transport settings.
+#[derive(Debug, Clone)]
+pub struct PeerFactory {
+    config: RtcConfig,
+}
+
+/// An outgoing track and what it takes to write to it.
+struct Outgoing {
+    kind: MediaKind,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+/// One session's WebRTC connection and the media tasks it owns.
+pub struct Peer {
+    session: SessionId,
+    pc: Arc<dyn PeerConnection>,
+    outgoing: Vec<Outgoing>,
+    /// The incoming video track, to write PLIs to.
+    remote_video: Option<Arc<dyn TrackRemote>>,
+    events: mpsc::Sender<PeerEvent>,
+    /// The per-track tasks; aborted on drop.
+    tasks: JoinSet<()>,
+    /// Packets this peer's writers could not keep up with.
+    lagged: Arc<AtomicU64>,
+    _live: Live,
+}
+
+struct Handler {
+    session: SessionId,
+    events: mpsc::Sender<PeerEvent>,
+    gathered: watch::Sender<bool>,
+}
+
+impl Handler {
+    fn forward(&self, kind: PeerEventKind) {
+        if let Err(e) = self.events.try_send(PeerEvent {
+            session: self.session,
+            kind,
+        }) {
+            tracing::warn!(session = %self.session, "room event queue full, dropped: {e}");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let state = match state {
+            RTCPeerConnectionState::Connected => ConnectionState::Connected,
+            RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
+            RTCPeerConnectionState::Failed => ConnectionState::Failed,
+            RTCPeerConnectionState::Closed => ConnectionState::Closed,
+            _ => ConnectionState::Connecting,
+        };
+        self.forward(PeerEventKind::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let kind = match track.kind().await {
+            RtpCodecKind::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+        let codec = track.codec(ssrc).await;
+        let Some(codec) = codec else {
+            tracing::warn!(session = %self.session, "incoming {kind} track without a codec");
+            return;
+        };
+        let codec = InputCodec {
+            kind,
+            mime_type: codec.mime_type.clone(),
+            clock_rate: codec.clock_rate,
+        };
+        self.forward(PeerEventKind::Track(RemoteTrack { track, codec }));
+    }
+}
+
+impl PeerFactory {
+    /// A factory with the server's transport settings.
+    pub fn new(config: RtcConfig) -> PeerFactory {
+        PeerFactory { config }
+    }
+
+    /// Answers `offer` for `session`: builds the connection, adds the tracks of `plan`, gathers
+    /// candidates (bounded by the configured deadline) and returns the peer with the complete
+    /// answer SDP, candidates included, so clients that do not trickle can connect.
+    pub async fn answer(
+        &self,
+        session: SessionId,
+        offer: &str,
+        plan: SendPlan,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> Result<(Peer, String), PeerError> {
+        let (gathered_tx, mut gathered_rx) = watch::channel(false);
+        let handler = Arc::new(Handler {
+            session,
+            events: events.clone(),
+            gathered: gathered_tx,
+        });
+        let pc = self.build(handler).await?;
+        let peer_live = Live::new(&metrics::PEERS);
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let result = async {
+            let offer = RTCSessionDescription::offer(offer.to_owned())
+                .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            pc.set_remote_description(offer)
+                .await
+                .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            let mut outgoing = Vec::new();
+            for (kind, wanted) in [(MediaKind::Video, plan.video), (MediaKind::Audio, plan.audio)] {
+                if wanted {
+                    outgoing.push(add_outgoing(&pc, session, kind).await?);
+                }
+            }
+            let answer = pc
+                .create_answer(None)
+                .await
+                .map_err(rtc_err("creating the answer"))?;
+            pc.set_local_description(answer)
+                .await
+                .map_err(rtc_err("setting the answer"))?;
+            // The payload type each outgoing track must carry is only known once negotiated.
+            for (out, sender) in outgoing.iter_mut().zip(pc.get_senders().await) {
+                if let Ok(params) = sender.get_parameters().await
+                    && let Some(codec) = params.rtp_parameters.codecs.first()
+                {
+                    out.payload_type = codec.payload_type;
+                }
+            }
+            let deadline = self.config.gather_timeout;
+            if tokio::time::timeout(deadline, gathered_rx.wait_for(|done| *done))
+                .await
+                .is_err()
+            {
+                tracing::warn!(%session, "ICE gathering took over {deadline:?}; answering with what we have");
+            }
+            let answer = pc
+                .local_description()
+                .await
+                .ok_or(PeerError::Rtc {
+                    context: "reading the answer",
+                    message: "no local description".into(),
+                })?
+                .sdp;
+            Ok::<_, PeerError>((outgoing, answer))
+        }
+        .await;
+        let (outgoing, answer) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let mut peer = Peer {
+            session,
+            pc,
+            outgoing: Vec::new(),
+            remote_video: None,
+            events,
+            tasks: JoinSet::new(),
+            lagged: Arc::new(AtomicU64::new(0)),
+            _live: peer_live,
+        };
+        for out in outgoing {
+            peer.watch_feedback(&out);
+            peer.outgoing.push(out);
+        }
+        Ok((peer, answer))
+    }
+
+    async fn build(&self, handler: Arc<Handler>) -> Result<impl PeerConnection + use<>, PeerError> {
+        let mut settings = SettingEngineBuilder::new()
+            // Notice a vanished peer within seconds, not the default half minute: its tile
+            // should not stay frozen on everyone's screen.
+            .with_ice_timeouts(
+                Some(Duration::from_secs(4)),
+                Some(Duration::from_secs(8)),
+                Some(Duration::from_secs(2)),
+            );
+        let ip = self.config.rtc_ip;
+        if ip.is_some_and(|ip| ip.is_loopback()) {
+            // Asked for explicitly (tests, a same-host proxy): loopback is then the only address.
+            settings = settings.with_include_loopback_candidate(true);
+        }
+        if let Some(public) = self.config.public_ip {
+            settings = settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
+        }
+        let settings = settings.build();
+
+        let bind_ip: IpAddr = ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ports: Vec<u16> = match self.config.udp_ports {
+            None => vec![0],
+            Some(range) => {
+                // Start at a random port of the range so concurrent joins rarely collide.
+                let span = (range.high - range.low) as usize + 1;
+                let start = rand::random::<u32>() as usize % span;
+                (0..span.min(PORT_ATTEMPTS))
+                    .map(|i| range.low + ((start + i) % span) as u16)
+                    .collect()
+            }
+        };
+        let mut last_err = None;
+        for port in ports {
+            // Neither the engine nor the registry is Clone: each attempt builds its own.
+            let mut media_engine = MediaEngine::default();
+            register_codecs(&mut media_engine)?;
+            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+                .map_err(|e| PeerError::Rtc {
+                    context: "registering interceptors",
+                    message: e.to_string(),
+                })?;
+            let registry = keyframe_interceptor::register(registry);
+            let built = PeerConnectionBuilder::new()
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_setting_engine(settings.clone())
+                .with_handler(handler.clone())
+                .with_udp_addrs(vec![SocketAddr::new(bind_ip, port)])
+                .build()
+                .await;
+            match built {
+                Ok(pc) => return Ok(pc),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(PeerError::Rtc {
+            context: "binding a media socket",
+            message: last_err.map(|e| e.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
+    let fb = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    let video = RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![
+                fb("goog-remb", ""),
+                fb("ccm", "fir"),
+                fb("nack", ""),
+                fb("nack", "pli"),
+            ],
+        },
+        payload_type: VP8_PT,
+    };
+    let audio = RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: OPUS_PT,
+    };
+    media_engine
+        .register_codec(video, RtpCodecKind::Video)
+        .and_then(|_| media_engine.register_codec(audio, RtpCodecKind::Audio))
+        .map_err(|e| PeerError::Rtc {
+            context: "registering codecs",
+            message: e.to_string(),
+        })
+}
+
+async fn add_outgoing(
+    pc: &Arc<dyn PeerConnection>,
+    session: SessionId,
+    kind: MediaKind,
+) -> Result<Outgoing, PeerError> {
+    let ssrc = rand::random::<u32>();
+    let (codec_kind, codec, pt) = match kind {
+        MediaKind::Video => (
+            RtpCodecKind::Video,
+            RTCRtpCodec {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90000,
+                ..Default::default()
+            },
+            VP8_PT,
+        ),
+        MediaKind::Audio => (
+            RtpCodecKind::Audio,
+            RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48000,
+                channels: 2,
+                ..Default::default()
+            },
+            OPUS_PT,
+        ),
+    };
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("tessera-{session}"),
+        format!("mix-{kind}"),
+        format!("tessera mixed {kind}"),
+        codec_kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )));
+    pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(rtc_err("adding an outgoing track"))?;
+    Ok(Outgoing {
+        kind,
+        track,
+        ssrc,
+        payload_type: pt,
+    })
+}
+
+impl Peer {
+    /// Which session this peer belongs to.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// Packets of the room's outputs this peer dropped because it fell behind.
+    pub fn lagged_packets(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Starts copying `output` (the room's encoded RTP of `kind`) into this peer's outgoing
+    /// track of that kind, if it has one.
+    pub fn start_sending(&mut self, kind: MediaKind, mut output: broadcast::Receiver<Bytes>) {
+        let Some(out) = self.outgoing.iter().find(|o| o.kind == kind) else {
+            return;
+        };
+        let (track, ssrc, pt) = (out.track.clone(), out.ssrc, out.payload_type);
+        let (lagged, events, session) = (self.lagged.clone(), self.events.clone(), self.session);
+        self.tasks.spawn(async move {
+            let _live = Live::new(&metrics::MEDIA_TASKS);
+            loop {
+                match output.recv().await {
+                    Ok(bytes) => {
+                        let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut &bytes[..]) else {
+                            continue;
+                        };
+                        packet.header.ssrc = ssrc;
+                        packet.header.payload_type = pt;
+                        // Fails only before DTLS is up or after close; either way nothing to do.
+                        let _ = track.write_rtp(packet).await;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // This receiver fell behind the room: its packets are gone, so its
+                        // decoder needs a fresh keyframe to recover.
+                        lagged.fetch_add(n, Ordering::Relaxed);
+                        if kind == MediaKind::Video {
+                            let _ = events.try_send(PeerEvent {
+                                session,
+                                kind: PeerEventKind::KeyframeRequested,
+                            });
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Starts moving `track`'s packets into `sink`.
+    pub fn start_receiving(&mut self, track: RemoteTrack, sink: Arc<dyn RtpSink>) {
+        let remote = track.track;
+        let session = self.session;
+        let kind = track.codec.kind;
+        let reader = remote.clone();
+        self.tasks.spawn(async move {
+            let _live = Live::new(&metrics::MEDIA_TASKS);
+            while let Some(event) = reader.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(packet) => {
+                        if let Ok(bytes) = packet.marshal() {
+                            sink.push(bytes.freeze());
+                        }
+                    }
+                    TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
+                    _ => {}
+                }
+            }
+            tracing::debug!(%session, %kind, "incoming track ended");
+        });
+        if kind == MediaKind::Video {
+            self.remote_video = Some(remote);
+        }
+    }
+
+    /// Sends the remote video sender a PLI (it should send a keyframe).
+    pub async fn request_keyframe(&self) {
+        let Some(track) = &self.remote_video else {
+            return;
+        };
+        let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+            return;
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+            tracing::debug!(session = %self.session, "sending PLI: {e}");
+        }
+    }
+
+    /// Closes the connection and stops every task of this peer.
+    pub async fn close(mut self) {
+        self.tasks.abort_all();
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!(session = %self.session, "closing peer: {e}");
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    fn watch_feedback(&mut self, out: &Outgoing) {
+        if out.kind != MediaKind::Video {
+            return;
+        }
+        let (track, events, session) = (out.track.clone(), self.events.clone(), self.session);
+        self.tasks.spawn(async move {
+            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
+                let wants_keyframe = packets.iter().any(|p| {
+                    let any = p.as_any();
+                    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                });
+                if wants_keyframe {
+                    let _ = events.try_send(PeerEvent {
+                        session,
+                        kind: PeerEventKind::KeyframeRequested,
+                    });
+                }
+            }
+        });
+    }
+}

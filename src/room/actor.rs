@@ -1,0 +1,594 @@
+//! The one task that owns a room: its sessions (each with its [`Peer`]), its [`Mixer`], its
+//! keyframe gate and its lifetime. It reacts to four inputs in one `select!`: commands from the
+//! HTTP edge, events from peers, events from the pipeline, and finished negotiations; plus two
+//! timers (a deferred keyframe, the end of an empty room). RTP never passes through here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::keyframe::{Decision, KeyframeGate};
+use super::{
+    Canvas, JoinAnswer, JoinError, RoomCommand, RoomInfo, Rooms, SessionInfo, layout,
+};
+use crate::media::{Mixer, MixerEvent};
+use crate::metrics::{self, Live};
+use crate::peer::{
+    self, Direction, OfferSummary, Peer, PeerError, PeerEvent, PeerEventKind, SendPlan,
+};
+use crate::types::{ConnectionState, MediaKind, Rect, SessionId, SessionKind};
+
+/// Bound of the pipeline's event queue (errors, latency, keyframe wishes); when full, the
+/// streaming thread drops the event rather than wait.
+pub const MIXER_EVENT_QUEUE: usize = 256;
+/// PLIs to one sender at most this often: decoders ask on every lost frame.
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Codecs the room can send to receivers, by kind (what its encoders produce).
+fn can_encode(kind: MediaKind, codec: &str) -> bool {
+    match kind {
+        MediaKind::Video => codec.eq_ignore_ascii_case("VP8"),
+        MediaKind::Audio => codec.eq_ignore_ascii_case("opus"),
+    }
+}
+
+/// Decides what kind of session an offer makes on an endpoint (pure).
+pub(super) fn classify(whep: bool, offer: &OfferSummary) -> Result<SessionKind, JoinError> {
+    let active: Vec<_> = offer
+        .media
+        .iter()
+        .filter(|m| m.direction != Direction::Inactive)
+        .collect();
+    if active.is_empty() {
+        return Err(JoinError::BadOffer("every m-line of the offer is inactive".into()));
+    }
+    if whep {
+        if active.iter().any(|m| m.direction != Direction::RecvOnly) {
+            return Err(JoinError::BadOffer(
+                "a WHEP offer must be recvonly; to send media, POST to the room's /whip".into(),
+            ));
+        }
+        return Ok(SessionKind::Viewer);
+    }
+    if !active.iter().any(|m| m.direction.sends()) {
+        return Err(JoinError::BadOffer(
+            "a WHIP offer must send media; to only watch, POST to the room's /whep".into(),
+        ));
+    }
+    Ok(if active.iter().any(|m| m.direction.receives()) {
+        SessionKind::Participant
+    } else {
+        SessionKind::Contributor
+    })
+}
+
+/// Checks every active m-line offers a codec the room can decode (when it sends) and encode
+/// (when it receives); names what was offered otherwise (pure but for `can_decode`).
+pub(super) fn check_codecs(
+    offer: &OfferSummary,
+    can_decode: impl Fn(MediaKind, &str) -> bool,
+) -> Result<(), JoinError> {
+    for m in offer.media.iter().filter(|m| m.direction != Direction::Inactive) {
+        let usable = m.codecs.iter().any(|c| {
+            let mime = format!("{}/{c}", m.kind);
+            (!m.direction.sends() || can_decode(m.kind, &mime))
+                && (!m.direction.receives() || can_encode(m.kind, c))
+        });
+        if !usable {
+            let wanted = match m.kind {
+                MediaKind::Video => "VP8",
+                MediaKind::Audio => "Opus",
+            };
+            let offered = m
+                .codecs
+                .iter()
+                .filter(|c| !matches!(c.to_ascii_lowercase().as_str(), "rtx" | "red" | "ulpfec" | "flexfec-03"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(JoinError::UnsupportedCodec(format!(
+                "no {} codec tessera can use was offered (offered: {}); tessera needs {wanted}",
+                m.kind,
+                if offered.is_empty() { "none" } else { &offered }
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Session {
+    id: SessionId,
+    kind: SessionKind,
+    name: Option<String>,
+    state: ConnectionState,
+    peer: Peer,
+    sends_video: bool,
+    last_pli: Option<Instant>,
+}
+
+struct Pending {
+    kind: SessionKind,
+    name: Option<String>,
+    sends_video: bool,
+    reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
+    /// Peer events that arrived before the negotiation finished.
+    early: Vec<PeerEventKind>,
+}
+
+type Negotiated = (SessionId, Result<(Peer, String), PeerError>);
+
+pub(super) struct RoomActor {
+    name: String,
+    instance: u64,
+    rooms: Rooms,
+    mixer: Mixer,
+    mixer_events: mpsc::Receiver<MixerEvent>,
+    commands: mpsc::Receiver<RoomCommand>,
+    /// Peers hold the sending ends (one clone per peer); this actor is the only reader.
+    peer_events_tx: mpsc::Sender<PeerEvent>,
+    peer_events: mpsc::Receiver<PeerEvent>,
+    /// Sessions in join order (the tile order).
+    sessions: Vec<Session>,
+    pending: HashMap<SessionId, Pending>,
+    negotiations: JoinSet<Negotiated>,
+    /// Peers being closed; awaited before the room ends.
+    closing: JoinSet<()>,
+    keyframes: KeyframeGate,
+    empty_since: Option<Instant>,
+    _live: Live,
+}
+
+impl RoomActor {
+    pub(super) fn new(
+        name: String,
+        instance: u64,
+        rooms: Rooms,
+        mixer: Mixer,
+        mixer_events: mpsc::Receiver<MixerEvent>,
+        commands: mpsc::Receiver<RoomCommand>,
+    ) -> RoomActor {
+        let (peer_events_tx, peer_events) = mpsc::channel(peer::EVENT_QUEUE);
+        RoomActor {
+            name,
+            instance,
+            rooms,
+            mixer,
+            mixer_events,
+            commands,
+            peer_events_tx,
+            peer_events,
+            sessions: Vec::new(),
+            pending: HashMap::new(),
+            negotiations: JoinSet::new(),
+            closing: JoinSet::new(),
+            keyframes: KeyframeGate::default(),
+            empty_since: Some(Instant::now()),
+            _live: Live::new(&metrics::ROOMS),
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        tracing::info!(room = %self.name, "room started");
+        let shutdown = self.rooms.inner.shutdown.clone();
+        let linger = self.rooms.inner.config.room_linger;
+        loop {
+            let keyframe_due = self.keyframes.due();
+            let end_at = self.empty_since.map(|t| t + linger);
+            tokio::select! {
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(ev) = self.peer_events.recv() => self.on_peer_event(ev).await,
+                Some(ev) = self.mixer_events.recv() => {
+                    if let MixerEvent::Error(e) = &ev {
+                        tracing::error!(room = %self.name, "ending the room after a pipeline error: {e}");
+                        break;
+                    }
+                    self.on_mixer_event(ev).await;
+                }
+                Some(done) = self.negotiations.join_next() => match done {
+                    Ok((session, result)) => self.finish_join(session, result),
+                    Err(e) => tracing::error!(room = %self.name, "negotiation task failed: {e}"),
+                },
+                Some(_) = self.closing.join_next() => {}
+                _ = sleep_until_opt(keyframe_due) => {
+                    if self.keyframes.poll(Instant::now()) {
+                        self.mixer.force_keyframe();
+                    }
+                }
+                _ = sleep_until_opt(end_at) => {
+                    if self.try_end() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.end().await;
+    }
+
+    /// Ends the room if it is still empty and nothing is waiting in the mailbox.
+    fn try_end(&mut self) -> bool {
+        if !self.sessions.is_empty() || !self.pending.is_empty() || !self.commands.is_empty() {
+            self.empty_since = None;
+            self.update_empty();
+            return false;
+        }
+        true
+    }
+
+    async fn end(mut self) {
+        // From here on the name belongs to whoever joins next; commands already queued are
+        // dropped unanswered, which their senders take as "room gone" and retry on a new room.
+        self.rooms.forget(&self.name, self.instance);
+        self.commands.close();
+        for s in std::mem::take(&mut self.sessions) {
+            self.mixer.remove_session(s.id);
+            self.closing.spawn(s.peer.close());
+        }
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(JoinError::ShuttingDown));
+        }
+        self.negotiations.abort_all();
+        while let Some(done) = self.negotiations.join_next().await {
+            if let Ok((_, Ok((peer, _)))) = done {
+                self.closing.spawn(peer.close());
+            }
+        }
+        while self.closing.join_next().await.is_some() {}
+        tracing::info!(room = %self.name, "room ended");
+        // Dropping self drops the Mixer: the pipeline goes to Null here.
+    }
+
+    fn update_empty(&mut self) {
+        if self.sessions.is_empty() && self.pending.is_empty() {
+            self.empty_since.get_or_insert_with(Instant::now);
+        } else {
+            self.empty_since = None;
+        }
+    }
+
+    fn on_command(&mut self, cmd: RoomCommand) {
+        match cmd {
+            RoomCommand::Join {
+                whep,
+                offer,
+                name,
+                reply,
+            } => self.begin_join(whep, offer, name, reply),
+            RoomCommand::Leave { session, reply } => {
+                let found = self.remove_session(session, "left (DELETE)");
+                let _ = reply.send(found);
+            }
+            RoomCommand::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+        }
+    }
+
+    fn sending_sessions(&self) -> usize {
+        self.sessions.iter().filter(|s| s.kind.sends()).count()
+            + self.pending.values().filter(|p| p.kind.sends()).count()
+    }
+
+    fn begin_join(
+        &mut self,
+        whep: bool,
+        offer: String,
+        name: Option<String>,
+        reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
+    ) {
+        let prepared = (|| {
+            let summary =
+                peer::inspect_offer(&offer).map_err(|e| JoinError::BadOffer(e.to_string()))?;
+            let kind = classify(whep, &summary)?;
+            let media = &self.rooms.inner.media;
+            check_codecs(&summary, |k, mime| media.can_decode(k, mime))?;
+            let max = self.rooms.inner.config.max_participants;
+            if kind.sends() && self.sending_sessions() >= max {
+                return Err(JoinError::RoomFull(max));
+            }
+            Ok((summary, kind))
+        })();
+        let (summary, kind) = match prepared {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let m = |k: MediaKind| summary.first(k).map(|m| m.direction);
+        let receives = |k| kind.receives() && m(k).is_some_and(Direction::receives);
+        let plan = SendPlan {
+            video: receives(MediaKind::Video),
+            audio: receives(MediaKind::Audio),
+        };
+        let sends_audio = m(MediaKind::Audio).is_some_and(Direction::sends);
+        let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
+        let session = SessionId::random();
+        if plan.audio && sends_audio {
+            // Everyone but themselves: a mix of its own, made before the peer subscribes to it.
+            if let Err(e) = self
+                .mixer
+                .add_mix_minus(session, &self.rooms.inner.config.mix)
+            {
+                let _ = reply.send(Err(JoinError::Internal(e.to_string())));
+                return;
+            }
+        }
+        let peers = self.rooms.inner.peers.clone();
+        let events = self.peer_events_tx.clone();
+        self.negotiations.spawn(async move {
+            let result = peers.answer(session, &offer, plan, events).await;
+            (session, result)
+        });
+        self.pending.insert(
+            session,
+            Pending {
+                kind,
+                name,
+                sends_video,
+                reply,
+                early: Vec::new(),
+            },
+        );
+        self.update_empty();
+    }
+
+    fn finish_join(&mut self, session: SessionId, result: Result<(Peer, String), PeerError>) {
+        let Some(pending) = self.pending.remove(&session) else {
+            if let Ok((peer, _)) = result {
+                self.closing.spawn(peer.close());
+            }
+            return;
+        };
+        let (mut peer, sdp) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.mixer.remove_session(session);
+                let err = match e {
+                    PeerError::BadOffer(m) => JoinError::BadOffer(format!("malformed SDP offer: {m}")),
+                    other => JoinError::Internal(other.to_string()),
+                };
+                let _ = pending.reply.send(Err(err));
+                self.update_empty();
+                return;
+            }
+        };
+        if pending.reply.is_closed() {
+            // The client gave up waiting: nobody will ever use this answer.
+            self.mixer.remove_session(session);
+            self.closing.spawn(peer.close());
+            self.update_empty();
+            return;
+        }
+        if pending.kind.receives() {
+            peer.start_sending(MediaKind::Video, self.mixer.subscribe_video());
+            peer.start_sending(MediaKind::Audio, self.mixer.subscribe_audio(Some(session)));
+        }
+        self.sessions.push(Session {
+            id: session,
+            kind: pending.kind,
+            name: pending.name.clone(),
+            state: ConnectionState::Connecting,
+            peer,
+            sends_video: pending.sends_video,
+            last_pli: None,
+        });
+        tracing::info!(room = %self.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
+        if pending.sends_video {
+            self.reflow();
+        }
+        let _ = pending.reply.send(Ok(JoinAnswer {
+            session,
+            sdp,
+            kind: pending.kind,
+        }));
+        // Events that came before the answer are replayed through the mailbox they came by.
+        for kind in pending.early {
+            let _ = self.peer_events_tx.try_send(PeerEvent { session, kind });
+        }
+        self.update_empty();
+    }
+
+    /// The tiles of the video-sending sessions, in join order.
+    fn tiles(&self) -> Vec<(SessionId, Rect)> {
+        let senders: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|s| s.sends_video)
+            .map(|s| s.id)
+            .collect();
+        let mix = &self.rooms.inner.config.mix;
+        senders
+            .iter()
+            .copied()
+            .zip(layout::tiles(senders.len(), mix.width, mix.height))
+            .collect()
+    }
+
+    fn reflow(&self) {
+        self.mixer.set_tiles(&self.tiles());
+    }
+
+    fn remove_session(&mut self, session: SessionId, why: &str) -> bool {
+        let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
+            return false;
+        };
+        let s = self.sessions.remove(idx);
+        tracing::info!(room = %self.name, %session, "session {why}");
+        // Media first (its appsrc stops taking packets), then the connection.
+        self.mixer.remove_session(session);
+        self.closing.spawn(s.peer.close());
+        if s.sends_video {
+            self.reflow();
+        }
+        self.update_empty();
+        true
+    }
+
+    async fn on_peer_event(&mut self, ev: PeerEvent) {
+        if let Some(p) = self.pending.get_mut(&ev.session) {
+            p.early.push(ev.kind);
+            return;
+        }
+        let Some(idx) = self.sessions.iter().position(|s| s.id == ev.session) else {
+            return;
+        };
+        match ev.kind {
+            PeerEventKind::State(state) => {
+                let s = &mut self.sessions[idx];
+                s.state = state;
+                if state.is_terminal() {
+                    let why = if state == ConnectionState::Failed {
+                        "failed (ICE/DTLS)"
+                    } else {
+                        "closed by the peer"
+                    };
+                    self.remove_session(ev.session, why);
+                } else if state == ConnectionState::Connected && s.kind.receives() {
+                    // A newcomer must decode a picture at once: it needs a keyframe.
+                    self.request_keyframe();
+                }
+            }
+            PeerEventKind::Track(track) => {
+                let s = &self.sessions[idx];
+                if !s.kind.sends() {
+                    return;
+                }
+                let tile = self
+                    .tiles()
+                    .into_iter()
+                    .find(|(id, _)| *id == ev.session)
+                    .map(|(_, r)| r);
+                let codec = track.codec.clone();
+                match self.mixer.add_input(ev.session, &codec, tile) {
+                    Ok(input) => {
+                        let s = &mut self.sessions[idx];
+                        s.peer.start_receiving(track, Arc::new(input));
+                        tracing::info!(room = %self.name, session = %ev.session, codec = %codec.mime_type, "receiving");
+                    }
+                    Err(e) => {
+                        tracing::error!(room = %self.name, session = %ev.session, "cannot take its {}: {e}", codec.kind);
+                        self.remove_session(ev.session, "dropped: its media cannot be decoded");
+                    }
+                }
+            }
+            PeerEventKind::KeyframeRequested => self.request_keyframe(),
+        }
+    }
+
+    fn request_keyframe(&mut self) {
+        if self.keyframes.request(Instant::now()) == Decision::ForceNow {
+            self.mixer.force_keyframe();
+        }
+    }
+
+    async fn on_mixer_event(&mut self, ev: MixerEvent) {
+        match ev {
+            MixerEvent::Error(_) => {}
+            MixerEvent::LatencyChanged => self.mixer.recalculate_latency(),
+            MixerEvent::KeyframeWanted(session) => {
+                let now = Instant::now();
+                if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) {
+                    if s.last_pli.is_some_and(|t| now < t + PLI_INTERVAL) {
+                        return;
+                    }
+                    s.last_pli = Some(now);
+                    s.peer.request_keyframe().await;
+                }
+            }
+        }
+    }
+
+    fn info(&self) -> RoomInfo {
+        let tiles: HashMap<SessionId, Rect> = self.tiles().into_iter().collect();
+        let mix = &self.rooms.inner.config.mix;
+        let describe = |s: &Session| SessionInfo {
+            id: s.id.to_string(),
+            kind: s.kind,
+            name: s.name.clone(),
+            state: s.state,
+            tile: tiles.get(&s.id).copied(),
+        };
+        RoomInfo {
+            name: self.name.clone(),
+            canvas: Canvas {
+                width: mix.width,
+                height: mix.height,
+                fps: mix.fps,
+            },
+            participants: self
+                .sessions
+                .iter()
+                .filter(|s| s.kind.sends())
+                .map(describe)
+                .collect(),
+            viewers: self
+                .sessions
+                .iter()
+                .filter(|s| !s.kind.sends())
+                .map(describe)
+                .collect(),
+            mixer: self.mixer.stats(),
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::MediaOffer;
+
+    fn offer(lines: &[(MediaKind, Direction, &[&str])]) -> OfferSummary {
+        OfferSummary {
+            media: lines
+                .iter()
+                .map(|(kind, direction, codecs)| MediaOffer {
+                    kind: *kind,
+                    direction: *direction,
+                    codecs: codecs.iter().map(|c| c.to_string()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn whip_sendrecv_is_a_participant_and_sendonly_a_contributor() {
+        let o = offer(&[
+            (MediaKind::Audio, Direction::SendRecv, &["opus"]),
+            (MediaKind::Video, Direction::SendRecv, &["VP8"]),
+        ]);
+        assert_eq!(classify(false, &o).unwrap(), SessionKind::Participant);
+        let o = offer(&[(MediaKind::Video, Direction::SendOnly, &["VP8"])]);
+        assert_eq!(classify(false, &o).unwrap(), SessionKind::Contributor);
+    }
+
+    #[test]
+    fn whep_must_be_recvonly_and_whip_must_send() {
+        let recv = offer(&[(MediaKind::Video, Direction::RecvOnly, &["VP8"])]);
+        assert_eq!(classify(true, &recv).unwrap(), SessionKind::Viewer);
+        assert!(classify(false, &recv).is_err());
+        let send = offer(&[(MediaKind::Video, Direction::SendRecv, &["VP8"])]);
+        assert!(classify(true, &send).is_err());
+    }
+
+    #[test]
+    fn codec_check_names_what_was_offered() {
+        let o = offer(&[(MediaKind::Video, Direction::SendOnly, &["H264", "rtx", "AV1"])]);
+        let err = check_codecs(&o, |_, m| m.eq_ignore_ascii_case("video/VP8")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("H264, AV1"), "{text}");
+        assert!(!text.contains("rtx"), "{text}");
+        let ok = offer(&[(MediaKind::Video, Direction::SendRecv, &["H264", "VP8"])]);
+        assert!(check_codecs(&ok, |_, m| m.eq_ignore_ascii_case("video/VP8")).is_ok());
+    }
+}

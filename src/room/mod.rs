@@ -1,0 +1,312 @@
+//! The domain: rooms, their sessions and their mix.
+//!
+//! [`Rooms`] is the registry (a tiny map behind a std Mutex, never held across `.await`) of
+//! [`RoomHandle`]s. A handle is a cheap clone of the mailbox of one `RoomActor` task
+//! (`actor.rs`), which alone owns the room's sessions, peers and mixer. The HTTP edge talks to
+//! rooms only through [`Rooms`]; every answer comes back on a oneshot.
+
+mod actor;
+pub mod keyframe;
+pub mod layout;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::media::{MediaFactory, MixerStats};
+use crate::peer::PeerFactory;
+use crate::types::{ConnectionState, Rect, SessionId, SessionKind};
+
+/// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
+const MAILBOX: usize = 64;
+/// How long an HTTP request waits for its room to answer (a join includes ICE gathering).
+const ROOM_REPLY_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Why a join was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The offer is malformed or asks for something this endpoint does not serve.
+    #[error("{0}")]
+    BadOffer(String),
+    /// No offered codec can be decoded (or, for receivers, encoded).
+    #[error("{0}")]
+    UnsupportedCodec(String),
+    /// The room has as many sending sessions as it may.
+    #[error("the room is full ({0} participants)")]
+    RoomFull(usize),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// Something failed on our side.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The answer to a successful join.
+#[derive(Debug, Clone)]
+pub struct JoinAnswer {
+    /// The new session.
+    pub session: SessionId,
+    /// The SDP answer, candidates included.
+    pub sdp: String,
+    /// What the session is.
+    pub kind: SessionKind,
+}
+
+/// A session as `GET /rooms/{room}` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct SessionInfo {
+    /// The session id (also the last segment of its URL).
+    pub id: String,
+    /// Participant, contributor or viewer.
+    pub kind: SessionKind,
+    /// The display name given at join (`?name=`), if any.
+    pub name: Option<String>,
+    /// The peer connection's state.
+    pub state: ConnectionState,
+    /// Its tile on the canvas, if it sends video.
+    pub tile: Option<Rect>,
+}
+
+/// The canvas of a room's mix.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Canvas {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+}
+
+/// A room as `GET /rooms/{room}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomInfo {
+    /// The room's name.
+    pub name: String,
+    /// The mix's canvas.
+    pub canvas: Canvas,
+    /// Sessions that send media (participants and contributors), in join order.
+    pub participants: Vec<SessionInfo>,
+    /// Sessions that only receive.
+    pub viewers: Vec<SessionInfo>,
+    /// Encoders and inputs running in the room's pipeline.
+    pub mixer: MixerStats,
+}
+
+/// What the HTTP edge asks of a room.
+enum RoomCommand {
+    Join {
+        whep: bool,
+        offer: String,
+        name: Option<String>,
+        reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
+    },
+    Leave {
+        session: SessionId,
+        reply: oneshot::Sender<bool>,
+    },
+    Info {
+        reply: oneshot::Sender<RoomInfo>,
+    },
+}
+
+/// The mailbox of one room. Cheap to clone; the actor ends when the room does.
+#[derive(Clone)]
+pub struct RoomHandle {
+    /// Distinguishes this room from a later one of the same name.
+    instance: u64,
+    tx: mpsc::Sender<RoomCommand>,
+}
+
+/// A command that could not be delivered because the room ended meanwhile.
+struct RoomGone;
+
+impl RoomHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
+    ) -> Result<T, RoomGone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| RoomGone)?;
+        match tokio::time::timeout(ROOM_REPLY_DEADLINE, rx).await {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(RoomGone),
+        }
+    }
+}
+
+struct RoomsInner {
+    config: Arc<Config>,
+    media: MediaFactory,
+    peers: PeerFactory,
+    /// name → the live room of that name. Only lookups, inserts and removals happen under the
+    /// lock, never an await.
+    map: Mutex<HashMap<String, RoomHandle>>,
+    /// Every room actor, so shutdown can wait for all of them.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The registry of live rooms.
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<RoomsInner>,
+}
+
+/// Whether `name` is a valid room name: 1-64 of `[A-Za-z0-9_-]`.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Rooms {
+    /// An empty registry.
+    pub fn new(config: Arc<Config>, media: MediaFactory) -> Rooms {
+        let peers = PeerFactory::new(config.rtc.clone());
+        Rooms {
+            inner: Arc::new(RoomsInner {
+                config,
+                media,
+                peers,
+                map: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
+        // A panic while holding this lock cannot leave the map half-updated (single inserts and
+        // removals), so a poisoned lock is still a consistent map.
+        self.inner.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, room: &str) -> Option<RoomHandle> {
+        self.lock().get(room).cloned()
+    }
+
+    fn get_or_start(&self, room: &str) -> Result<RoomHandle, JoinError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(JoinError::ShuttingDown);
+        }
+        if let Some(handle) = self.get(room) {
+            return Ok(handle);
+        }
+        static INSTANCE: AtomicU64 = AtomicU64::new(1);
+        let (events_tx, events_rx) = mpsc::channel(actor::MIXER_EVENT_QUEUE);
+        // Built outside the lock: starting a pipeline takes milliseconds.
+        let mixer = self
+            .inner
+            .media
+            .start_mixer(room, &self.inner.config.mix, events_tx)
+            .map_err(|e| JoinError::Internal(format!("starting the room's pipeline: {e}")))?;
+        let mut map = self.lock();
+        if let Some(handle) = map.get(room) {
+            // Someone else started it meanwhile; ours is dropped (set to Null) unused.
+            return Ok(handle.clone());
+        }
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        let handle = RoomHandle {
+            instance: INSTANCE.fetch_add(1, Ordering::Relaxed),
+            tx,
+        };
+        map.insert(room.to_owned(), handle.clone());
+        drop(map);
+        let actor = actor::RoomActor::new(
+            room.to_owned(),
+            handle.instance,
+            self.clone(),
+            mixer,
+            events_rx,
+            rx,
+        );
+        self.inner.tracker.spawn(actor.run());
+        Ok(handle)
+    }
+
+    /// Removes `room` from the registry if it is still the instance `instance`. Called by the
+    /// actor under the decision to end; returns false if the entry belongs to someone else.
+    fn forget(&self, room: &str, instance: u64) {
+        let mut map = self.lock();
+        if map.get(room).is_some_and(|h| h.instance == instance) {
+            map.remove(room);
+        }
+    }
+
+    /// Joins `room` (starting it if needed) with a WHIP (`whep == false`) or WHEP offer.
+    pub async fn join(
+        &self,
+        room: &str,
+        whep: bool,
+        offer: String,
+        name: Option<String>,
+    ) -> Result<JoinAnswer, JoinError> {
+        // A room may end between lookup and delivery; then a fresh one is started. Twice is
+        // enough: the second room is brand new and has no linger timer running.
+        for _ in 0..3 {
+            let handle = self.get_or_start(room)?;
+            let offer = offer.clone();
+            let name = name.clone();
+            match handle
+                .ask(|reply| RoomCommand::Join {
+                    whep,
+                    offer,
+                    name,
+                    reply,
+                })
+                .await
+            {
+                Ok(answer) => return answer,
+                Err(RoomGone) => continue,
+            }
+        }
+        Err(JoinError::Internal("the room kept closing during the join".into()))
+    }
+
+    /// Ends a session. False if there is no such room or session.
+    pub async fn leave(&self, room: &str, session: SessionId) -> bool {
+        match self.get(room) {
+            Some(h) => h
+                .ask(|reply| RoomCommand::Leave { session, reply })
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// The state of one room.
+    pub async fn info(&self, room: &str) -> Option<RoomInfo> {
+        let handle = self.get(room)?;
+        handle.ask(|reply| RoomCommand::Info { reply }).await.ok()
+    }
+
+    /// The state of every room.
+    pub async fn list(&self) -> Vec<RoomInfo> {
+        let handles: Vec<RoomHandle> = self.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Ok(info) = h.ask(|reply| RoomCommand::Info { reply }).await {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Ends every room and waits until their pipelines and peers are gone.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}

@@ -1,0 +1,124 @@
+//! The crate's own small vocabulary, shared by `room`, `peer` and `media` so that those two
+//! never need to import each other (or each other's foreign crates).
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one session (a WHIP or WHEP resource) for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+impl SessionId {
+    /// A fresh random id. The session URL is the only credential for DELETE/PATCH (RFC 9725
+    /// leaves authorisation to the deployment), so it must not be guessable from another's.
+    pub fn random() -> SessionId {
+        SessionId(rand::random::<u64>() >> 11) // 53 bits: exact in JSON numbers too
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// An audio track.
+    Audio,
+    /// A video track.
+    Video,
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        })
+    }
+}
+
+/// What a session does in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    /// Sends media and receives the mix (a WHIP `sendrecv` offer).
+    Participant,
+    /// Sends media, receives nothing (a WHIP `sendonly` offer: a camera, OBS).
+    Contributor,
+    /// Receives the mix, sends nothing (a WHEP `recvonly` offer: a kiosk, a recorder).
+    Viewer,
+}
+
+impl SessionKind {
+    /// Whether the session contributes media to the mix.
+    pub fn sends(self) -> bool {
+        matches!(self, SessionKind::Participant | SessionKind::Contributor)
+    }
+    /// Whether the session receives the mix.
+    pub fn receives(self) -> bool {
+        matches!(self, SessionKind::Participant | SessionKind::Viewer)
+    }
+}
+
+/// The codec of an incoming RTP stream, as negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputCodec {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// MIME type, e.g. `video/VP8`.
+    pub mime_type: String,
+    /// RTP clock rate.
+    pub clock_rate: u32,
+}
+
+/// Where a receiving task delivers RTP packets (marshalled, one packet per call).
+///
+/// Implemented by the media side (an appsrc); called by the peer side from its per-track task.
+/// It must never block: a full input drops the oldest data and counts it.
+pub trait RtpSink: Send + Sync {
+    /// Hands over one RTP packet.
+    fn push(&self, packet: Bytes);
+}
+
+/// A rectangle on the canvas, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rect {
+    /// Left edge.
+    pub x: i32,
+    /// Top edge.
+    pub y: i32,
+    /// Width.
+    pub width: i32,
+    /// Height.
+    pub height: i32,
+}
+
+/// The state of a session's peer connection, as the room sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// Answered, ICE/DTLS not up yet.
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Lost contact; may recover.
+    Disconnected,
+    /// ICE or DTLS failed: the session is over.
+    Failed,
+    /// Closed by either side: the session is over.
+    Closed,
+}
+
+impl ConnectionState {
+    /// Whether the session is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ConnectionState::Failed | ConnectionState::Closed)
+    }
+}
