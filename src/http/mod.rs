@@ -10,6 +10,7 @@
 //! | `PATCH /rooms/{room}/sessions/{id}` | trickle ICE: 405 for now (RFC 9725 §4.3.1: non-trickle servers answer 405) |
 //! | `GET /rooms`, `GET /rooms/{room}` | room state as JSON |
 //! | `GET /healthz` | liveness |
+//! | `GET /` | the web page (`web/index.html`, embedded) |
 //! | `GET /debug/counts` | live rooms, pipelines, peers, tasks, sockets |
 
 mod errors;
@@ -84,6 +85,12 @@ pub fn routes(
     let health = warp::get()
         .and(warp::path!("healthz"))
         .map(|| json(StatusCode::OK, &Health { status: "ok" }));
+    let index = warp::get().and(warp::path::end()).map(|| {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(include_str!("../../web/index.html").into())
+            .expect("static response parts are valid")
+    });
     let counts = warp::get()
         .and(warp::path!("debug" / "counts"))
         .map(|| json(StatusCode::OK, &crate::metrics::snapshot()));
@@ -101,6 +108,8 @@ pub fn routes(
         .or(health)
         .unify()
         .or(counts)
+        .unify()
+        .or(index)
         .unify()
         .recover(errors::recover)
         .unify()

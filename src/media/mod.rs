@@ -181,11 +181,29 @@ struct Input {
 #[derive(Clone)]
 pub struct RtpInput {
     appsrc: gst_app::AppSrc,
+    /// Whether the appsrc caps carry the payload type yet (set on the first packet).
+    caps_set: Arc<std::sync::atomic::AtomicBool>,
     dropped: Arc<AtomicU64>,
 }
 
 impl RtpSink for RtpInput {
     fn push(&self, packet: Bytes) {
+        if packet.len() < 12 {
+            return;
+        }
+        if !self.caps_set.load(Ordering::Acquire) {
+            // Depayloaders require the payload type in their caps, and it is only certain once
+            // the first packet shows it (the offerer numbers its codecs).
+            let pt = i32::from(packet[1] & 0x7f);
+            if let Some(caps) = self.appsrc.caps() {
+                let mut caps = caps.copy();
+                if let Some(s) = caps.make_mut().structure_mut(0) {
+                    s.set("payload", pt);
+                }
+                self.appsrc.set_caps(Some(&caps));
+            }
+            self.caps_set.store(true, Ordering::Release);
+        }
         // appsrc is leaky (drops its oldest data when full), so this never blocks. It fails only
         // once the branch is being removed, which is the end of the stream anyway.
         if self.appsrc.push_buffer(gst::Buffer::from_slice(packet)).is_err() {
@@ -394,6 +412,7 @@ impl Mixer {
         }
         let sink = RtpInput {
             appsrc,
+            caps_set: Arc::default(),
             dropped: Arc::new(AtomicU64::new(0)),
         };
         match codec.kind {
@@ -684,4 +703,62 @@ fn install_bus_forwarder(pipeline: &gst::Pipeline, events: mpsc::Sender<MixerEve
         }
         gst::BusSyncReply::Drop
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn codec(kind: MediaKind, mime: &str, rate: u32) -> InputCodec {
+        InputCodec {
+            kind,
+            mime_type: mime.into(),
+            clock_rate: rate,
+        }
+    }
+
+    /// Real GStreamer: a room pipeline starts, takes and drops inputs and mixes-minus, and
+    /// ends without leaking its pipeline count.
+    #[test]
+    fn branches_come_and_go_in_a_playing_pipeline() {
+        let factory = MediaFactory::new(None).expect("GStreamer initialises");
+        let (tx, _rx) = mpsc::channel(64);
+        let mix = Config::default().mix;
+        let mut mixer = factory.start_mixer("unit", &mix, tx).expect("mixer starts");
+        let a = SessionId(1);
+        let b = SessionId(2);
+        for s in [a, b] {
+            mixer.add_mix_minus(s, &mix).expect("mix-minus");
+            mixer
+                .add_input(s, &codec(MediaKind::Audio, "audio/opus", 48000), None)
+                .expect("audio input");
+            let rect = Rect { x: 0, y: 0, width: 640, height: 360 };
+            mixer
+                .add_input(s, &codec(MediaKind::Video, "video/VP8", 90000), Some(rect))
+                .expect("video input");
+        }
+        let stats = mixer.stats();
+        assert_eq!((stats.inputs, stats.audio_encoders), (4, 3));
+        // Each source is in the "everyone" mix and in the other's mix-minus, not its own.
+        assert_eq!(mixer.audio_links.len(), 4);
+        assert!(!mixer.audio_links.contains_key(&(a, Some(a))));
+        mixer.remove_session(a);
+        assert_eq!(mixer.audio_links.len(), 1);
+        assert_eq!(mixer.stats().inputs, 2);
+        assert!(
+            factory
+                .start_mixer("unit2", &mix, mpsc::channel(1).0)
+                .is_ok()
+        );
+        drop(mixer);
+    }
+
+    #[test]
+    fn unknown_codecs_are_refused_before_building() {
+        let factory = MediaFactory::new(None).unwrap();
+        assert!(factory.can_decode(MediaKind::Video, "video/VP8"));
+        assert!(factory.can_decode(MediaKind::Audio, "audio/opus"));
+        assert!(!factory.can_decode(MediaKind::Video, "video/AV1"));
+    }
 }

@@ -129,6 +129,8 @@ pub struct PeerFactory {
 /// An outgoing track and what it takes to write to it.
 struct Outgoing {
     kind: MediaKind,
+    track_id: String,
+    mime_type: &'static str,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
@@ -250,9 +252,16 @@ impl PeerFactory {
                 .await
                 .map_err(rtc_err("setting the answer"))?;
             // The payload type each outgoing track must carry is only known once negotiated.
-            for (out, sender) in outgoing.iter_mut().zip(pc.get_senders().await) {
+            // Senders come in m-line order, which is the offerer's, so match them by track.
+            for sender in pc.get_senders().await {
+                let track_id = sender.track().track_id().await;
+                let Some(out) = outgoing.iter_mut().find(|o| o.track_id == track_id) else {
+                    continue;
+                };
                 if let Ok(params) = sender.get_parameters().await
-                    && let Some(codec) = params.rtp_parameters.codecs.first()
+                    && let Some(codec) = params.rtp_parameters.codecs.iter().find(|c| {
+                        c.rtp_codec.mime_type.eq_ignore_ascii_case(out.mime_type)
+                    })
                 {
                     out.payload_type = codec.payload_type;
                 }
@@ -406,7 +415,7 @@ async fn add_outgoing(
     kind: MediaKind,
 ) -> Result<Outgoing, PeerError> {
     let ssrc = rand::random::<u32>();
-    let (codec_kind, codec, pt) = match kind {
+    let (codec_kind, codec, pt, mime_type) = match kind {
         MediaKind::Video => (
             RtpCodecKind::Video,
             RTCRtpCodec {
@@ -415,6 +424,7 @@ async fn add_outgoing(
                 ..Default::default()
             },
             VP8_PT,
+            MIME_TYPE_VP8,
         ),
         MediaKind::Audio => (
             RtpCodecKind::Audio,
@@ -425,11 +435,13 @@ async fn add_outgoing(
                 ..Default::default()
             },
             OPUS_PT,
+            MIME_TYPE_OPUS,
         ),
     };
+    let track_id = format!("mix-{kind}");
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("tessera-{session}"),
-        format!("mix-{kind}"),
+        track_id.clone(),
         format!("tessera mixed {kind}"),
         codec_kind,
         vec![RTCRtpEncodingParameters {
@@ -446,6 +458,8 @@ async fn add_outgoing(
         .map_err(rtc_err("adding an outgoing track"))?;
     Ok(Outgoing {
         kind,
+        track_id,
+        mime_type,
         track,
         ssrc,
         payload_type: pt,

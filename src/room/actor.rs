@@ -106,6 +106,8 @@ struct Session {
     state: ConnectionState,
     peer: Peer,
     sends_video: bool,
+    /// Whether the mix is being sent to it (from its first `Connected` on).
+    sending: bool,
     last_pli: Option<Instant>,
 }
 
@@ -343,7 +345,7 @@ impl RoomActor {
             }
             return;
         };
-        let (mut peer, sdp) = match result {
+        let (peer, sdp) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 self.mixer.remove_session(session);
@@ -363,10 +365,6 @@ impl RoomActor {
             self.update_empty();
             return;
         }
-        if pending.kind.receives() {
-            peer.start_sending(MediaKind::Video, self.mixer.subscribe_video());
-            peer.start_sending(MediaKind::Audio, self.mixer.subscribe_audio(Some(session)));
-        }
         self.sessions.push(Session {
             id: session,
             kind: pending.kind,
@@ -374,6 +372,7 @@ impl RoomActor {
             state: ConnectionState::Connecting,
             peer,
             sends_video: pending.sends_video,
+            sending: false,
             last_pli: None,
         });
         tracing::info!(room = %self.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
@@ -448,6 +447,16 @@ impl RoomActor {
                     };
                     self.remove_session(ev.session, why);
                 } else if state == ConnectionState::Connected && s.kind.receives() {
+                    if !s.sending {
+                        // Sending starts once DTLS is up: earlier packets could not be encrypted.
+                        s.sending = true;
+                        s.peer
+                            .start_sending(MediaKind::Video, self.mixer.subscribe_video());
+                        s.peer.start_sending(
+                            MediaKind::Audio,
+                            self.mixer.subscribe_audio(Some(ev.session)),
+                        );
+                    }
                     // A newcomer must decode a picture at once: it needs a keyframe.
                     self.request_keyframe();
                 }

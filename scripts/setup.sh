@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what tessera needs on Debian 12 (run as root; does nothing when all is present) and
+# makes sure a Rust toolchain is on PATH. Called by scripts/serve.sh and scripts/test.sh; the
+# Dockerfile installs the same package lists.
+set -euo pipefail
+
+# Needed to build and to run the server (GStreamer 1.22, libopus) ...
+BUILD_PACKAGES=(
+  build-essential pkg-config cmake curl ca-certificates
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
+  libopus-dev
+)
+# ... and only to run the tests (network namespaces for browser tests later, /proc tools).
+TEST_PACKAGES=(iproute2 procps)
+
+want=("${BUILD_PACKAGES[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${TEST_PACKAGES[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing Rust with rustup" >&2
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi

@@ -1,0 +1,126 @@
+//! The HTTP side of the tests: one way to build a client, and raw helpers that return what the
+//! server said (status, `Location`, body) without judging it, so bad-input tests can assert on
+//! 4xx answers and the happy paths can turn them into errors.
+//!
+//! Every request has [`HTTP_TIMEOUT`] as its deadline, and proxies are ignored: the server is
+//! always on 127.0.0.1, and a proxy from the environment would only get in the way.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::{Client, Url};
+use serde_json::Value;
+
+/// Deadline for any one HTTP request to the server under test.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client for talking to the server under test.
+pub fn client() -> Result<Client> {
+    Client::builder()
+        .no_proxy()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .context("building the HTTP client")
+}
+
+/// What the server answered, unjudged.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// The `Location` header, as sent (usually a path).
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl RawResponse {
+    async fn read(response: reqwest::Response) -> Result<RawResponse> {
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header(reqwest::header::LOCATION);
+        let content_type = header(reqwest::header::CONTENT_TYPE);
+        let status = response.status().as_u16();
+        let body = response.text().await.context("reading the response body")?;
+        Ok(RawResponse {
+            status,
+            location,
+            content_type,
+            body,
+        })
+    }
+
+    /// The body parsed as JSON (e.g. the `{"error", "message"}` of a 4xx).
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("HTTP {} body is not JSON: {:?}", self.status, self.body))
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// `POST url` with the given content type and body.
+pub async fn post(url: &Url, content_type: &str, body: impl Into<String>) -> Result<RawResponse> {
+    let response = client()?
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    RawResponse::read(response).await
+}
+
+/// `DELETE url`.
+pub async fn delete(url: &Url) -> Result<RawResponse> {
+    let response = client()?
+        .delete(url.clone())
+        .send()
+        .await
+        .with_context(|| format!("DELETE {url}"))?;
+    RawResponse::read(response).await
+}
+
+/// `GET url`, unjudged.
+pub async fn get(url: &Url) -> Result<RawResponse> {
+    let response = client()?
+        .get(url.clone())
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    RawResponse::read(response).await
+}
+
+/// `GET url` expecting a 2xx JSON body.
+pub async fn get_json(url: &Url) -> Result<Value> {
+    let response = get(url).await?;
+    anyhow::ensure!(
+        response.is_success(),
+        "GET {url}: HTTP {}: {}",
+        response.status,
+        response.body
+    );
+    response.json()
+}
+
+/// `base` joined with path segments, each percent-encoded as one segment
+/// (`endpoint(base, &["rooms", "a b", "whip"])` is `{base}/rooms/a%20b/whip`).
+pub fn endpoint(base: &str, segments: &[&str]) -> Result<Url> {
+    let mut url = Url::parse(base).with_context(|| format!("parsing base URL {base:?}"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("base URL {base:?} cannot have a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// The URL of the room's state document, `GET {base}/rooms/{room}`.
+pub fn room_url(base: &str, room: &str) -> Result<Url> {
+    endpoint(base, &["rooms", room])
+}

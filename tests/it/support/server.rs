@@ -1,0 +1,232 @@
+//! The server under test: the real `tessera` binary, started on port 0 as a child process.
+//!
+//! [`TestServer`] owns the child and kills it on drop, so a failing test never leaves a server
+//! behind. The server announces its address with exactly one stdout line,
+//! `tessera listening on http://127.0.0.1:PORT`; we wait for that line with a deadline rather
+//! than polling the port. Two background threads keep draining the child's stdout and stderr
+//! into this process's stderr (prefixed with the pid) so neither pipe can fill and stall the
+//! server; libtest captures that output with the test's own and shows it when the test fails.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::http;
+
+/// How long the server may take to print its listening line.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a signalled server may take to exit before [`TestServer::terminate`] gives up.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long drop waits for the output threads after the child is dead (they end at EOF, which
+/// comes at once unless the child left a grandchild holding the pipes).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+const LISTENING_PREFIX: &str = "tessera listening on ";
+
+/// A running `tessera serve`, killed and reaped on drop.
+pub struct TestServer {
+    child: Child,
+    base_url: String,
+    /// The stdout and stderr pumps. Each sends on `drained` when its pipe reaches EOF.
+    pumps: Vec<JoinHandle<()>>,
+    drained: mpsc::Receiver<()>,
+}
+
+impl TestServer {
+    /// Start `tessera serve --listen 127.0.0.1:0 --rtc-ip 127.0.0.1 <extra_args>` and wait (up to
+    /// [`STARTUP_TIMEOUT`]) for its listening line.
+    ///
+    /// Blocks the calling thread while waiting; startup takes milliseconds, and being synchronous
+    /// lets both plain and async tests use it.
+    pub fn start(extra_args: &[&str]) -> Result<TestServer> {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables for the child (e.g. `RUST_LOG`,
+    /// `GST_DEBUG`). The rest of the environment is inherited.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<TestServer> {
+        let binary = env!("CARGO_BIN_EXE_tessera");
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--rtc-ip", "127.0.0.1"])
+            .args(extra_args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawning {binary} serve {extra_args:?}"))?;
+        let pid = child.id();
+
+        // Capacity 1 each: the stdout pump sends the address once; each pump signals EOF once.
+        let (address_tx, address_rx) = mpsc::sync_channel::<String>(1);
+        let (drained_tx, drained) = mpsc::sync_channel::<()>(2);
+
+        let stdout = child.stdout.take().expect("stdout was piped above");
+        let stderr = child.stderr.take().expect("stderr was piped above");
+        let mut pumps = Vec::with_capacity(2);
+        let stdout_drained = drained_tx.clone();
+        pumps.push(
+            std::thread::Builder::new()
+                .name(format!("tessera-{pid}-stdout"))
+                .spawn(move || {
+                    pump_stdout(pid, stdout, address_tx);
+                    let _ = stdout_drained.try_send(());
+                })
+                .context("spawning the stdout pump")?,
+        );
+        pumps.push(
+            std::thread::Builder::new()
+                .name(format!("tessera-{pid}-stderr"))
+                .spawn(move || {
+                    pump_lines(pid, stderr);
+                    let _ = drained_tx.try_send(());
+                })
+                .context("spawning the stderr pump")?,
+        );
+
+        // From here on, drop kills the child whatever happens.
+        let mut server = TestServer {
+            child,
+            base_url: String::new(),
+            pumps,
+            drained,
+        };
+        match address_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => {
+                server.base_url = url;
+                Ok(server)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!(
+                "tessera (pid {pid}) printed no '{LISTENING_PREFIX}…' line within \
+                 {STARTUP_TIMEOUT:?}; its stderr is above"
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed before the line: the server exited (or closed stdout) early.
+                let status = server.wait_for_exit(DRAIN_TIMEOUT);
+                bail!(
+                    "tessera (pid {pid}) closed stdout before listening (exit: {status:?}); \
+                     its stderr is above"
+                )
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `base_url` + `path` (`path` starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET /rooms/{room}` as JSON (its shape is the server's business).
+    pub async fn room(&self, room: &str) -> Result<Value> {
+        http::get_json(&http::room_url(&self.base_url, room)?).await
+    }
+
+    /// Whether the child has exited, without waiting.
+    pub fn has_exited(&mut self) -> Result<Option<ExitStatus>> {
+        self.child.try_wait().context("checking the tessera child")
+    }
+
+    /// Send `signal` (a name `kill -s` understands: `INT`, `TERM`, …) and wait up to
+    /// [`SHUTDOWN_TIMEOUT`] for the server to exit, returning how it exited. For graceful
+    /// shutdown tests; a server that does not exit in time is killed and this returns an error.
+    pub fn terminate(&mut self, signal: &str) -> Result<ExitStatus> {
+        let pid = self.pid();
+        // std has no kill(2) with a chosen signal, and libc is not a dependency; kill(1) is.
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .context("running kill(1)")?;
+        anyhow::ensure!(status.success(), "kill -s {signal} {pid} failed: {status}");
+        match self.wait_for_exit(SHUTDOWN_TIMEOUT) {
+            Some(status) => Ok(status),
+            None => {
+                self.kill();
+                bail!("tessera (pid {pid}) did not exit within {SHUTDOWN_TIMEOUT:?} of SIG{signal}")
+            }
+        }
+    }
+
+    /// Kill the server now (SIGKILL) and reap it. Idempotent.
+    pub fn kill(&mut self) {
+        // An error here means it already exited and was reaped, which is what we want anyway.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Poll for the child's exit until `timeout`. std offers no wait-with-timeout on a child, so
+    /// this is the one place that polls; the interval is short and the total is bounded.
+    fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+        // The pipes close with the child, so the pumps end promptly; join only those that said
+        // so, and leave any stuck one (a grandchild holding the pipe) rather than hang the test.
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        let mut finished = 0;
+        while finished < self.pumps.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.drained.recv_timeout(left).is_err() {
+                break;
+            }
+            finished += 1;
+        }
+        for pump in std::mem::take(&mut self.pumps) {
+            if pump.is_finished() {
+                let _ = pump.join();
+            }
+        }
+    }
+}
+
+/// Read stdout until EOF: hand the listening URL over once, echo every other line.
+fn pump_stdout(pid: u32, stdout: impl Read, address_tx: mpsc::SyncSender<String>) {
+    let mut address_tx = Some(address_tx);
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
+            if let Some(tx) = address_tx.take() {
+                // The receiver may have timed out and gone; then nobody wants the address.
+                let _ = tx.try_send(url.trim().trim_end_matches('/').to_owned());
+                continue;
+            }
+        }
+        eprintln!("[tessera {pid} stdout] {line}");
+    }
+}
+
+/// Copy lines to our stderr until EOF.
+fn pump_lines(pid: u32, stream: impl Read) {
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        eprintln!("[tessera {pid}] {line}");
+    }
+}
