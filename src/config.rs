@@ -31,7 +31,11 @@ pub const DEFAULT_GATHER_TIMEOUT_MS: u64 = 2000;
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "tessera: a WebRTC conference server that mixes (MCU)")]
+#[command(
+    name = "tessera",
+    version,
+    about = "tessera: a WebRTC conference server that mixes (MCU)"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -184,7 +188,9 @@ pub enum ConfigError {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid address"),
             rtc: RtcConfig {
                 gather_timeout: Duration::from_millis(DEFAULT_GATHER_TIMEOUT_MS),
                 ..RtcConfig::default()
@@ -257,20 +263,23 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.mix;
         // Even sizes: I420 and the VP8 encoder want them.
-        if !(64..=3840).contains(&m.width) || m.width % 2 != 0 {
+        if !(64..=3840).contains(&m.width) || !m.width.is_multiple_of(2) {
             return Err(ConfigError::Invalid(format!(
                 "width must be even and 64..=3840, got {}",
                 m.width
             )));
         }
-        if !(64..=2160).contains(&m.height) || m.height % 2 != 0 {
+        if !(64..=2160).contains(&m.height) || !m.height.is_multiple_of(2) {
             return Err(ConfigError::Invalid(format!(
                 "height must be even and 64..=2160, got {}",
                 m.height
             )));
         }
         if !(1..=60).contains(&m.fps) {
-            return Err(ConfigError::Invalid(format!("fps must be 1..=60, got {}", m.fps)));
+            return Err(ConfigError::Invalid(format!(
+                "fps must be 1..=60, got {}",
+                m.fps
+            )));
         }
         if !(50..=50_000).contains(&m.video_kbps) {
             return Err(ConfigError::Invalid(format!(
@@ -336,7 +345,10 @@ mod tests {
     fn port_range_parses_and_rejects() {
         assert_eq!(
             parse_port_range("40000-40010").unwrap(),
-            PortRange { low: 40000, high: 40010 }
+            PortRange {
+                low: 40000,
+                high: 40010
+            }
         );
         assert!(parse_port_range("5-1").is_err());
         assert!(parse_port_range("x-1").is_err());
@@ -368,7 +380,10 @@ mod tests {
             config: Some(file),
             ..ServeArgs::default()
         };
-        assert!(matches!(Config::from_args(args), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::from_args(args),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]

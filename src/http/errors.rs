@@ -60,7 +60,11 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Reply, Infallible> {
             "the offer must be sent as application/sdp",
         )
     } else if rejection.find::<InvalidQuery>().is_some() {
-        error(StatusCode::BAD_REQUEST, "invalid_query", "the query string is malformed")
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the query string is malformed",
+        )
     } else if rejection.find::<MethodNotAllowed>().is_some() {
         error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -69,7 +73,11 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Reply, Infallible> {
         )
     } else {
         tracing::warn!("unhandled rejection: {rejection:?}");
-        error(StatusCode::BAD_REQUEST, "bad_request", "the request could not be understood")
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request could not be understood",
+        )
     };
     Ok(reply)
 }

@@ -43,8 +43,7 @@ pub fn routes(
         .and(warp::path!("rooms" / String / String))
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(limited_body())
         .and(with_rooms.clone())
         .then(join);
     let leave = warp::delete()
@@ -79,7 +78,11 @@ pub fn routes(
         .then(|room: String, rooms: Rooms| async move {
             match rooms.info(&room).await {
                 Some(info) => json(StatusCode::OK, &info),
-                None => errors::error(StatusCode::NOT_FOUND, "unknown_room", &format!("no room named {room:?}")),
+                None => errors::error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_room",
+                    &format!("no room named {room:?}"),
+                ),
             }
         });
     let health = warp::get()
@@ -115,6 +118,54 @@ pub fn routes(
         .unify()
 }
 
+/// The request body, at most [`MAX_BODY`] bytes: refused early by its Content-Length, or while
+/// reading when it has none (chunked) or lies. A missing body is an empty one (a 400 later).
+fn limited_body() -> impl Filter<Extract = (Result<Bytes, Reply>,), Error = warp::Rejection> + Clone
+{
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(collect_body)
+}
+
+async fn collect_body<S, B>(length: Option<u64>, body: S) -> Result<Bytes, Reply>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    use futures::StreamExt;
+    let too_large = || {
+        errors::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("the body is over {} KiB", MAX_BODY / 1024),
+        )
+    };
+    if length.is_some_and(|l| l > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            errors::error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("reading the body: {e}"),
+            )
+        })?;
+        if out.len() + chunk.remaining() > MAX_BODY as usize {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            out.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
@@ -143,9 +194,13 @@ async fn join(
     endpoint: String,
     content_type: Option<String>,
     query: HashMap<String, String>,
-    body: Bytes,
+    body: Result<Bytes, Reply>,
     rooms: Rooms,
 ) -> Reply {
+    let body = match body {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
     let whep = match endpoint.as_str() {
         "whip" => false,
         "whep" => true,
@@ -169,7 +224,11 @@ async fn join(
         );
     }
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
-        return errors::error(StatusCode::BAD_REQUEST, "bad_offer", "the offer is not UTF-8 text");
+        return errors::error(
+            StatusCode::BAD_REQUEST,
+            "bad_offer",
+            "the offer is not UTF-8 text",
+        );
     };
     let name = query
         .get("name")

@@ -206,7 +206,11 @@ impl RtpSink for RtpInput {
         }
         // appsrc is leaky (drops its oldest data when full), so this never blocks. It fails only
         // once the branch is being removed, which is the end of the stream anyway.
-        if self.appsrc.push_buffer(gst::Buffer::from_slice(packet)).is_err() {
+        if self
+            .appsrc
+            .push_buffer(gst::Buffer::from_slice(packet))
+            .is_err()
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -354,19 +358,21 @@ impl Mixer {
             return Err(MediaError::UnsupportedCodec(codec.mime_type.clone()));
         }
         self.remove_input(session, codec.kind);
-        let desc = self.templates.render(
-            &name,
-            &[("jitter_ms", JITTER_MS.to_string())],
-        )?;
+        let desc = self
+            .templates
+            .render(&name, &[("jitter_ms", JITTER_MS.to_string())])?;
         let context = || format!("adding the {} input of session {session}", codec.kind);
-        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+        let bin =
+            gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
         bin.set_property("name", format!("{}-in-{session}", codec.kind));
         let appsrc = bin
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or_else(|| build_err(context(), format!("{name} has no appsrc named src")))?;
         watch_keyframe_requests(&appsrc, session, self.events.clone());
-        self.pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+        self.pipeline
+            .add(&bin)
+            .map_err(|e| build_err(context(), e))?;
         let src = bin
             .static_pad("src")
             .ok_or_else(|| build_err(context(), format!("{name} has no unlinked src pad")))?;
@@ -388,7 +394,9 @@ impl Mixer {
                     set_geometry(&pad, rect);
                 }
                 input.compositor_pad = Some(pad.clone());
-                src.link(&pad).map(|_| ()).map_err(|e| build_err(context(), e))
+                src.link(&pad)
+                    .map(|_| ())
+                    .map_err(|e| build_err(context(), e))
             }
             MediaKind::Audio => {
                 let tee = gst::ElementFactory::make("tee")
@@ -396,16 +404,20 @@ impl Mixer {
                     .property("allow-not-linked", true)
                     .build()
                     .map_err(|e| build_err(context(), e))?;
-                self.pipeline.add(&tee).map_err(|e| build_err(context(), e))?;
+                self.pipeline
+                    .add(&tee)
+                    .map_err(|e| build_err(context(), e))?;
                 input.tee = Some(tee.clone());
                 bin.link(&tee).map_err(|e| build_err(context(), e))
             }
         };
         if let Err(e) = linked.and_then(|_| {
             if let Some(tee) = &input.tee {
-                tee.sync_state_with_parent().map_err(|e| build_err(context(), e))?;
+                tee.sync_state_with_parent()
+                    .map_err(|e| build_err(context(), e))?;
             }
-            bin.sync_state_with_parent().map_err(|e| build_err(context(), e))
+            bin.sync_state_with_parent()
+                .map_err(|e| build_err(context(), e))
         }) {
             self.teardown_input(input);
             return Err(e);
@@ -422,7 +434,12 @@ impl Mixer {
             MediaKind::Audio => {
                 self.audio_inputs.insert(session, input);
                 let mixes: Vec<Option<SessionId>> = std::iter::once(None)
-                    .chain(self.minus.keys().filter(|&&m| m != session).map(|&m| Some(m)))
+                    .chain(
+                        self.minus
+                            .keys()
+                            .filter(|&&m| m != session)
+                            .map(|&m| Some(m)),
+                    )
                     .collect();
                 for mix in mixes {
                     self.link_audio(session, mix)?;
@@ -452,7 +469,12 @@ impl Mixer {
         if self.minus.contains_key(&session) {
             return Ok(());
         }
-        let audio = new_audio_mix(&self.templates, &self.pipeline, mix, &format!("minus-{session}"))?;
+        let audio = new_audio_mix(
+            &self.templates,
+            &self.pipeline,
+            mix,
+            &format!("minus-{session}"),
+        )?;
         self.minus.insert(session, audio);
         let sources: Vec<SessionId> = self
             .audio_inputs
@@ -546,7 +568,9 @@ impl Mixer {
             .map_err(|e| build_err(context(), e))?
             .name(format!("in-{source}"))
             .build();
-        ghost.set_active(true).map_err(|e| build_err(context(), e))?;
+        ghost
+            .set_active(true)
+            .map_err(|e| build_err(context(), e))?;
         target
             .bin
             .add_pad(&ghost)
@@ -607,7 +631,8 @@ fn new_audio_mix(
         "audio-mix.pipeline",
         &[("audio_bps", (mix.audio_kbps * 1000).to_string())],
     )?;
-    let bin = gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
+    let bin =
+        gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
     bin.set_property("name", format!("audio-{name}"));
     let mixer = bin
         .by_name("mix")
@@ -733,7 +758,12 @@ mod tests {
             mixer
                 .add_input(s, &codec(MediaKind::Audio, "audio/opus", 48000), None)
                 .expect("audio input");
-            let rect = Rect { x: 0, y: 0, width: 640, height: 360 };
+            let rect = Rect {
+                x: 0,
+                y: 0,
+                width: 640,
+                height: 360,
+            };
             mixer
                 .add_input(s, &codec(MediaKind::Video, "video/VP8", 90000), Some(rect))
                 .expect("video input");

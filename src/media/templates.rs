@@ -9,8 +9,14 @@ use super::MediaError;
 
 /// The embedded defaults, by file name.
 const EMBEDDED: &[(&str, &str)] = &[
-    ("video-mix.pipeline", include_str!("../../pipelines/video-mix.pipeline")),
-    ("audio-mix.pipeline", include_str!("../../pipelines/audio-mix.pipeline")),
+    (
+        "video-mix.pipeline",
+        include_str!("../../pipelines/video-mix.pipeline"),
+    ),
+    (
+        "audio-mix.pipeline",
+        include_str!("../../pipelines/audio-mix.pipeline"),
+    ),
     (
         "video-input-vp8.pipeline",
         include_str!("../../pipelines/video-input-vp8.pipeline"),
@@ -55,7 +61,7 @@ impl Templates {
             .by_name
             .get(name)
             .ok_or_else(|| MediaError::Template(format!("no pipeline description {name}")))?;
-        Ok(render(text, vars).map_err(|e| MediaError::Template(format!("{name}: {e}")))?)
+        render(text, vars).map_err(|e| MediaError::Template(format!("{name}: {e}")))
     }
 }
 
@@ -75,7 +81,10 @@ fn render(text: &str, vars: &[(&str, String)]) -> Result<String, String> {
     if let Some(start) = out.find('{')
         && let Some(len) = out[start..].find('}')
     {
-        return Err(format!("unknown placeholder {}", &out[start..start + len + 1]));
+        return Err(format!(
+            "unknown placeholder {}",
+            &out[start..start + len + 1]
+        ));
     }
     Ok(out)
 }
@@ -110,7 +119,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("audio-mix.pipeline"), "fakesrc ! fakesink").unwrap();
         let t = Templates::load(Some(&dir)).unwrap();
-        assert_eq!(t.render("audio-mix.pipeline", &[]).unwrap().trim(), "fakesrc ! fakesink");
-        assert!(t.render("video-mix.pipeline", &[]).is_err(), "embedded one still has placeholders");
+        assert_eq!(
+            t.render("audio-mix.pipeline", &[]).unwrap().trim(),
+            "fakesrc ! fakesink"
+        );
+        assert!(
+            t.render("video-mix.pipeline", &[]).is_err(),
+            "embedded one still has placeholders"
+        );
     }
 }

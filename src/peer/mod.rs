@@ -107,7 +107,9 @@ pub struct RemoteTrack {
 
 impl std::fmt::Debug for RemoteTrack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteTrack").field("codec", &self.codec).finish()
+        f.debug_struct("RemoteTrack")
+            .field("codec", &self.codec)
+            .finish()
     }
 }
 
@@ -323,7 +325,8 @@ impl PeerFactory {
             settings = settings.with_include_loopback_candidate(true);
         }
         if let Some(public) = self.config.public_ip {
-            settings = settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
+            settings =
+                settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
         }
         let settings = settings.build();
 

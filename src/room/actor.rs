@@ -11,9 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::keyframe::{Decision, KeyframeGate};
-use super::{
-    Canvas, JoinAnswer, JoinError, RoomCommand, RoomInfo, Rooms, SessionInfo, layout,
-};
+use super::{Canvas, JoinAnswer, JoinError, RoomCommand, RoomInfo, Rooms, SessionInfo, layout};
 use crate::media::{Mixer, MixerEvent};
 use crate::metrics::{self, Live};
 use crate::peer::{
@@ -43,7 +41,9 @@ pub(super) fn classify(whep: bool, offer: &OfferSummary) -> Result<SessionKind, 
         .filter(|m| m.direction != Direction::Inactive)
         .collect();
     if active.is_empty() {
-        return Err(JoinError::BadOffer("every m-line of the offer is inactive".into()));
+        return Err(JoinError::BadOffer(
+            "every m-line of the offer is inactive".into(),
+        ));
     }
     if whep {
         if active.iter().any(|m| m.direction != Direction::RecvOnly) {
@@ -71,7 +71,11 @@ pub(super) fn check_codecs(
     offer: &OfferSummary,
     can_decode: impl Fn(MediaKind, &str) -> bool,
 ) -> Result<(), JoinError> {
-    for m in offer.media.iter().filter(|m| m.direction != Direction::Inactive) {
+    for m in offer
+        .media
+        .iter()
+        .filter(|m| m.direction != Direction::Inactive)
+    {
         let usable = m.codecs.iter().any(|c| {
             let mime = format!("{}/{c}", m.kind);
             (!m.direction.sends() || can_decode(m.kind, &mime))
@@ -85,7 +89,12 @@ pub(super) fn check_codecs(
             let offered = m
                 .codecs
                 .iter()
-                .filter(|c| !matches!(c.to_ascii_lowercase().as_str(), "rtx" | "red" | "ulpfec" | "flexfec-03"))
+                .filter(|c| {
+                    !matches!(
+                        c.to_ascii_lowercase().as_str(),
+                        "rtx" | "red" | "ulpfec" | "flexfec-03"
+                    )
+                })
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -350,7 +359,9 @@ impl RoomActor {
             Err(e) => {
                 self.mixer.remove_session(session);
                 let err = match e {
-                    PeerError::BadOffer(m) => JoinError::BadOffer(format!("malformed SDP offer: {m}")),
+                    PeerError::BadOffer(m) => {
+                        JoinError::BadOffer(format!("malformed SDP offer: {m}"))
+                    }
                     other => JoinError::Internal(other.to_string()),
                 };
                 let _ = pending.reply.send(Err(err));
@@ -592,7 +603,11 @@ mod tests {
 
     #[test]
     fn codec_check_names_what_was_offered() {
-        let o = offer(&[(MediaKind::Video, Direction::SendOnly, &["H264", "rtx", "AV1"])]);
+        let o = offer(&[(
+            MediaKind::Video,
+            Direction::SendOnly,
+            &["H264", "rtx", "AV1"],
+        )]);
         let err = check_codecs(&o, |_, m| m.eq_ignore_ascii_case("video/VP8")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("H264, AV1"), "{text}");

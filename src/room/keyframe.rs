@@ -78,13 +78,19 @@ mod tests {
         assert_eq!(g.request(t0), Decision::ForceNow);
         let due = t0 + MIN_INTERVAL;
         for ms in [10, 100, 300, 499] {
-            assert_eq!(g.request(t0 + Duration::from_millis(ms)), Decision::Deferred(due));
+            assert_eq!(
+                g.request(t0 + Duration::from_millis(ms)),
+                Decision::Deferred(due)
+            );
         }
         assert!(!g.poll(t0 + Duration::from_millis(499)));
         assert!(g.poll(due));
         assert_eq!(g.due(), None);
         // The deferred one counts as the last forced: the next request waits again.
-        assert_eq!(g.request(due + Duration::from_millis(1)), Decision::Deferred(due + MIN_INTERVAL));
+        assert_eq!(
+            g.request(due + Duration::from_millis(1)),
+            Decision::Deferred(due + MIN_INTERVAL)
+        );
     }
 
     #[test]

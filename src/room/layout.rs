@@ -25,15 +25,29 @@ pub fn grid(count: usize) -> (u32, u32) {
 /// grid covers the canvas with no seams.
 pub fn tiles(count: usize, width: u32, height: u32) -> Vec<Rect> {
     let (cols, rows) = grid(count);
-    let edge = |i: u32, n: u32, total: u32| -> i32 { ((total as u64 * i as u64 / n as u64) & !1) as i32 };
+    let edge =
+        |i: u32, n: u32, total: u32| -> i32 { ((total as u64 * i as u64 / n as u64) & !1) as i32 };
     (0..count.min(MAX_TILES) as u32)
         .map(|i| {
             let (c, r) = (i % cols, i / cols);
             let x = edge(c, cols, width);
             let y = edge(r, rows, height);
-            let x2 = if c + 1 == cols { width as i32 } else { edge(c + 1, cols, width) };
-            let y2 = if r + 1 == rows { height as i32 } else { edge(r + 1, rows, height) };
-            Rect { x, y, width: x2 - x, height: y2 - y }
+            let x2 = if c + 1 == cols {
+                width as i32
+            } else {
+                edge(c + 1, cols, width)
+            };
+            let y2 = if r + 1 == rows {
+                height as i32
+            } else {
+                edge(r + 1, rows, height)
+            };
+            Rect {
+                x,
+                y,
+                width: x2 - x,
+                height: y2 - y,
+            }
         })
         .collect()
 }
@@ -63,15 +77,47 @@ mod tests {
 
     #[test]
     fn one_tile_is_the_canvas() {
-        assert_eq!(tiles(1, 1280, 720), vec![Rect { x: 0, y: 0, width: 1280, height: 720 }]);
+        assert_eq!(
+            tiles(1, 1280, 720),
+            vec![Rect {
+                x: 0,
+                y: 0,
+                width: 1280,
+                height: 720
+            }]
+        );
     }
 
     #[test]
     fn three_tiles_fill_a_2x2_in_join_order() {
         let t = tiles(3, 1280, 720);
-        assert_eq!(t[0], Rect { x: 0, y: 0, width: 640, height: 360 });
-        assert_eq!(t[1], Rect { x: 640, y: 0, width: 640, height: 360 });
-        assert_eq!(t[2], Rect { x: 0, y: 360, width: 640, height: 360 });
+        assert_eq!(
+            t[0],
+            Rect {
+                x: 0,
+                y: 0,
+                width: 640,
+                height: 360
+            }
+        );
+        assert_eq!(
+            t[1],
+            Rect {
+                x: 640,
+                y: 0,
+                width: 640,
+                height: 360
+            }
+        );
+        assert_eq!(
+            t[2],
+            Rect {
+                x: 0,
+                y: 360,
+                width: 640,
+                height: 360
+            }
+        );
     }
 
     #[test]

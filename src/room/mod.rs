@@ -270,7 +270,9 @@ impl Rooms {
                 Err(RoomGone) => continue,
             }
         }
-        Err(JoinError::Internal("the room kept closing during the join".into()))
+        Err(JoinError::Internal(
+            "the room kept closing during the join".into(),
+        ))
     }
 
     /// Ends a session. False if there is no such room or session.

@@ -283,7 +283,10 @@ mod tests {
     fn goertzel_reads_tone_amplitude() {
         let half = sine(440.0, 0.5, RATE, RATE as usize / 10);
         let level = tone_level_db(&half, RATE, 440.0);
-        assert!((level - (-6.02)).abs() < 0.2, "0.5 amplitude read {level} dB");
+        assert!(
+            (level - (-6.02)).abs() < 0.2,
+            "0.5 amplitude read {level} dB"
+        );
 
         let full = sine(1000.0, 1.0, RATE, RATE as usize / 5);
         let level = tone_level_db(&full, RATE, 1000.0);

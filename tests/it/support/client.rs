@@ -205,7 +205,11 @@ impl TestClient {
         }
         let (mut video, audio, audio_input) = if role.receives() {
             let (audio, audio_input) = AudioReceiver::new()?;
-            (Some(VideoReceiver::new(None)?), Some(audio), Some(audio_input))
+            (
+                Some(VideoReceiver::new(None)?),
+                Some(audio),
+                Some(audio_input),
+            )
         } else {
             (None, None, None)
         };
@@ -251,9 +255,13 @@ impl TestClient {
         let offer = create_offer(&*client.pc, &mut gathering)
             .await
             .context(what.clone())?;
-        let response = http::post(&offer_url(base_url, room, role, name)?, "application/sdp", offer)
-            .await
-            .context(what.clone())?;
+        let response = http::post(
+            &offer_url(base_url, room, role, name)?,
+            "application/sdp",
+            offer,
+        )
+        .await
+        .context(what.clone())?;
         if response.status != 201 {
             bail!(
                 "{what}: expected 201 Created, got HTTP {}: {}",
@@ -287,7 +295,10 @@ impl TestClient {
 
     /// Add this role's tracks/transceivers, video first. Returns, per source (same order as
     /// `self.sources`), the track and sender to start once connected.
-    async fn add_media(&self, role: Role) -> Result<Vec<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>> {
+    async fn add_media(
+        &self,
+        role: Role,
+    ) -> Result<Vec<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>> {
         let mut senders = Vec::new();
         if role.sends() {
             for (kind, codec) in [
@@ -368,7 +379,10 @@ impl TestClient {
                 _ => SentCounter::Audio,
             };
             {
-                let mut tasks = self.tasks.lock().expect("the task set lock is never poisoned");
+                let mut tasks = self
+                    .tasks
+                    .lock()
+                    .expect("the task set lock is never poisoned");
                 tasks.spawn(send_packets(
                     packets,
                     Arc::clone(&track),
@@ -428,7 +442,11 @@ impl TestClient {
         .await;
         match reached {
             Ok(Ok(s)) if *s == state => Ok(()),
-            Ok(Ok(s)) => bail!("{}: connection went {} while waiting for {state}", self.name, *s),
+            Ok(Ok(s)) => bail!(
+                "{}: connection went {} while waiting for {state}",
+                self.name,
+                *s
+            ),
             Ok(Err(_)) => bail!("{}: the peer connection is gone", self.name),
             Err(_) => bail!(
                 "{}: connection still {} after {deadline:?} waiting for {state}",
@@ -683,7 +701,12 @@ pub async fn post_offer(base_url: &str, room: &str, role: Role, name: &str) -> R
             }
         }
         let offer = create_offer(&*pc, &mut gathering).await?;
-        http::post(&offer_url(base_url, room, role, name)?, "application/sdp", offer).await
+        http::post(
+            &offer_url(base_url, room, role, name)?,
+            "application/sdp",
+            offer,
+        )
+        .await
     }
     .await;
     let _ = pc.close().await;
@@ -717,7 +740,6 @@ pub(super) fn vp8_codec() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![feedback("ccm", "fir")],
         },
         payload_type: VP8_PAYLOAD_TYPE,
-        ..Default::default()
     }
 }
 
@@ -731,13 +753,16 @@ pub(super) fn opus_codec() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: OPUS_PAYLOAD_TYPE,
-        ..Default::default()
     }
 }
 
 /// A local track with a fixed random SSRC: `write_rtp` drops packets whose SSRC is not the
 /// track's, so the sender stamps this one on every packet.
-pub(super) fn local_track(name: &str, kind: RtpCodecKind, codec: RTCRtpCodec) -> TrackLocalStaticRTP {
+pub(super) fn local_track(
+    name: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+) -> TrackLocalStaticRTP {
     let ssrc = rand::random::<u32>();
     TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("{name}-stream"),
@@ -776,7 +801,11 @@ pub(super) async fn build_peer_connection(
 
     let pc = PeerConnectionBuilder::new()
         // No ICE servers: everything is on loopback, and tests must not touch the internet.
-        .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(vec![]).build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_ice_servers(vec![])
+                .build(),
+        )
         .with_media_engine(media_engine)
         .with_setting_engine(
             SettingEngineBuilder::new()

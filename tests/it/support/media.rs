@@ -117,13 +117,24 @@ impl Pipeline {
             .by_name(name)
             .with_context(|| format!("the {} pipeline has no element {name:?}", self.what))?
             .downcast::<T>()
-            .map_err(|_| anyhow!("element {name:?} of the {} pipeline has the wrong type", self.what))
+            .map_err(|_| {
+                anyhow!(
+                    "element {name:?} of the {} pipeline has the wrong type",
+                    self.what
+                )
+            })
     }
 
     pub fn play(&self) -> Result<()> {
         self.pipeline
             .set_state(gst::State::Playing)
-            .with_context(|| format!("setting the {} pipeline to Playing: {:?}", self.what, self.errors()))?;
+            .with_context(|| {
+                format!(
+                    "setting the {} pipeline to Playing: {:?}",
+                    self.what,
+                    self.errors()
+                )
+            })?;
         Ok(())
     }
 
@@ -323,7 +334,12 @@ impl VideoState {
         let Some(start) = now.checked_sub(window) else {
             return 0.0;
         };
-        let n = self.decoded_at.iter().rev().take_while(|t| **t >= start).count();
+        let n = self
+            .decoded_at
+            .iter()
+            .rev()
+            .take_while(|t| **t >= start)
+            .count();
         n as f64 / window.as_secs_f64()
     }
 }
@@ -343,7 +359,10 @@ impl RtpInput {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        match self.appsrc.push_buffer(gst::Buffer::from_slice(packet.to_vec())) {
+        match self
+            .appsrc
+            .push_buffer(gst::Buffer::from_slice(packet.to_vec()))
+        {
             Ok(_) => {
                 self.counters.packets.fetch_add(1, Ordering::Relaxed);
                 true
@@ -378,7 +397,9 @@ pub struct VideoReceiver {
 impl VideoReceiver {
     /// Build and start the pipeline. `payload_type`, when known, goes into the RTP caps.
     pub fn new(payload_type: Option<u8>) -> Result<VideoReceiver> {
-        let pt = payload_type.map(|pt| format!(",payload={pt}")).unwrap_or_default();
+        let pt = payload_type
+            .map(|pt| format!(",payload={pt}"))
+            .unwrap_or_default();
         let description = format!(
             "appsrc name=src is-live=true format=time do-timestamp=true \
                caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000{pt}\" \
@@ -539,7 +560,11 @@ impl AudioState {
     /// The most recent `duration` of audio (less if not that much has arrived yet).
     pub fn window(&self, duration: Duration) -> Vec<f32> {
         let n = samples_in(duration).min(self.ring.len());
-        self.ring.iter().skip(self.ring.len() - n).copied().collect()
+        self.ring
+            .iter()
+            .skip(self.ring.len() - n)
+            .copied()
+            .collect()
     }
 }
 
@@ -595,8 +620,7 @@ impl AudioReceiver {
     pub async fn next_window(&self, duration: Duration, deadline: Duration) -> Result<Vec<f32>> {
         let mut state = self.state.clone();
         let target = state.borrow().total_samples + samples_in(duration) as u64;
-        match tokio::time::timeout(deadline, state.wait_for(|s| s.total_samples >= target)).await
-        {
+        match tokio::time::timeout(deadline, state.wait_for(|s| s.total_samples >= target)).await {
             Ok(Ok(s)) => Ok(s.window(duration)),
             Ok(Err(_)) => Err(anyhow!("the audio receiver stopped")),
             Err(_) => {
@@ -633,7 +657,10 @@ impl AudioInput {
         let mut errors = 0;
         for _ in 0..conceal {
             let len = self.last_frame_samples * 2;
-            match self.decoder.decode_float(&[], &mut self.scratch[..len], false) {
+            match self
+                .decoder
+                .decode_float(&[], &mut self.scratch[..len], false)
+            {
                 Ok(n) => mix_down(&self.scratch[..n * 2], &mut decoded),
                 Err(_) => errors += 1,
             }

@@ -28,9 +28,7 @@ use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState,
-};
+use webrtc::peer_connection::{PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState};
 
 use super::client::{
     build_peer_connection, is_keyframe_request, local_track, opus_codec, set_local_and_gather,
@@ -174,8 +172,16 @@ async fn route(method: &str, target: &str, body: String, sessions: &Sessions) ->
 /// Answer a WHIP offer with a reflecting peer; returns the session id and the answer SDP.
 async fn answer(offer: String, sessions: &Sessions) -> Result<(String, String)> {
     let (gathering_tx, mut gathering) = watch::channel(RTCIceGatheringState::default());
-    let video_out = Arc::new(local_track("reflector", RtpCodecKind::Video, vp8_codec().rtp_codec));
-    let audio_out = Arc::new(local_track("reflector", RtpCodecKind::Audio, opus_codec().rtp_codec));
+    let video_out = Arc::new(local_track(
+        "reflector",
+        RtpCodecKind::Video,
+        vp8_codec().rtp_codec,
+    ));
+    let audio_out = Arc::new(local_track(
+        "reflector",
+        RtpCodecKind::Audio,
+        opus_codec().rtp_codec,
+    ));
     let tasks = Arc::new(Mutex::new(JoinSet::new()));
     let handler = Arc::new(ReflectHandler {
         gathering: gathering_tx,
@@ -196,7 +202,10 @@ async fn answer(offer: String, sessions: &Sessions) -> Result<(String, String)> 
             .await?;
         pc.add_track(Arc::clone(&audio_out) as Arc<dyn TrackLocal>)
             .await?;
-        let answer = pc.create_answer(None).await.context("creating the answer")?;
+        let answer = pc
+            .create_answer(None)
+            .await
+            .context("creating the answer")?;
         set_local_and_gather(&*pc, answer, &mut gathering).await
     }
     .await;
@@ -237,7 +246,11 @@ impl PeerConnectionEventHandler for ReflectHandler {
         };
         match kind {
             RtpCodecKind::Video => {
-                tasks.spawn(reflect(Arc::clone(&track), Arc::clone(&self.video_out), true));
+                tasks.spawn(reflect(
+                    Arc::clone(&track),
+                    Arc::clone(&self.video_out),
+                    true,
+                ));
                 tasks.spawn(pass_keyframe_requests(Arc::clone(&self.video_out), track));
             }
             RtpCodecKind::Audio => {
@@ -328,7 +341,11 @@ async fn read_request(stream: &mut TcpStream) -> Result<(String, String, String)
         body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(content_length);
-    Ok((method, target, String::from_utf8(body).context("body is not UTF-8")?))
+    Ok((
+        method,
+        target,
+        String::from_utf8(body).context("body is not UTF-8")?,
+    ))
 }
 
 fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> String {

@@ -64,7 +64,9 @@ async fn video_sender_and_receiver_pipelines_round_trip_a_red_picture() -> Resul
 async fn receiver_keyframe_request_reaches_the_encoder() -> Result<()> {
     // One keyframe every 20 s: a picture within a few seconds proves the request got through.
     let mut source = RtpSource::video(red_640x360(600))?;
-    let trigger = source.keyframe_trigger().context("a video source has a trigger")?;
+    let trigger = source
+        .keyframe_trigger()
+        .context("a video source has a trigger")?;
     let mut packets = source.take_packets().context("fresh source")?;
     let mut receiver = VideoReceiver::new(Some(96))?;
     let mut requests = receiver
@@ -109,8 +111,9 @@ async fn receiver_keyframe_request_reaches_the_encoder() -> Result<()> {
 
 #[test]
 fn opus_round_trip_keeps_a_440_hz_tone() -> Result<()> {
-    let mut encoder = opus::Encoder::new(AUDIO_RATE, opus::Channels::Stereo, opus::Application::Audio)
-        .context("creating an Opus encoder")?;
+    let mut encoder =
+        opus::Encoder::new(AUDIO_RATE, opus::Channels::Stereo, opus::Application::Audio)
+            .context("creating an Opus encoder")?;
     let (receiver, mut input) = AudioReceiver::new()?;
     let tone = analysis::sine(440.0, 0.3, AUDIO_RATE, AUDIO_RATE as usize);
     let mut packet = vec![0u8; 4000];
@@ -138,9 +141,15 @@ fn opus_round_trip_keeps_a_440_hz_tone() -> Result<()> {
     assert_eq!(window.len(), AUDIO_RATE as usize / 2);
     let level = tone_level_db(&window, AUDIO_RATE, 440.0);
     let expected = 20.0 * 0.3f32.log10(); // -10.46 dB
-    assert!((level - expected).abs() < 1.5, "440 Hz at {level} dB, expected {expected}");
+    assert!(
+        (level - expected).abs() < 1.5,
+        "440 Hz at {level} dB, expected {expected}"
+    );
     let elsewhere = tone_level_db(&window, AUDIO_RATE, 1000.0);
-    assert!(elsewhere < -40.0, "1 kHz at {elsewhere} dB in a 440 Hz tone");
+    assert!(
+        elsewhere < -40.0,
+        "1 kHz at {elsewhere} dB in a 440 Hz tone"
+    );
     Ok(())
 }
 
@@ -188,7 +197,10 @@ fn server_that_exits_at_startup_is_an_error_not_a_hang() {
         "took {:?} to notice: {error:#}",
         started.elapsed()
     );
-    assert!(format!("{error:#}").contains("before listening"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("before listening"),
+        "{error:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,7 +222,12 @@ async fn test_client_sees_and_hears_itself_through_a_reflector() -> Result<()> {
         "alice",
     )
     .await?;
-    assert!(client.session_url().path().starts_with("/rooms/selftest/sessions/"));
+    assert!(
+        client
+            .session_url()
+            .path()
+            .starts_with("/rooms/selftest/sessions/")
+    );
 
     let frame = client
         .wait_for_frame(Duration::from_secs(8), |f| {
@@ -226,9 +243,14 @@ async fn test_client_sees_and_hears_itself_through_a_reflector() -> Result<()> {
         .next_audio(Duration::from_millis(500), Duration::from_secs(10))
         .await?;
     let level = tone_level_db(&audio, AUDIO_RATE, 440.0);
-    assert!((level - (-10.46)).abs() < 2.5, "440 Hz came back at {level} dB");
+    assert!(
+        (level - (-10.46)).abs() < 2.5,
+        "440 Hz came back at {level} dB"
+    );
 
-    client.wait_for_new_frames(10, Duration::from_secs(5)).await?;
+    client
+        .wait_for_new_frames(10, Duration::from_secs(5))
+        .await?;
     let fps = client.fps_over(Duration::from_millis(300));
     assert!(fps > 10.0, "{fps} fps");
 

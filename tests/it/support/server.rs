@@ -212,12 +212,12 @@ fn pump_stdout(pid: u32, stdout: impl Read, address_tx: mpsc::SyncSender<String>
     let mut address_tx = Some(address_tx);
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
-            if let Some(tx) = address_tx.take() {
-                // The receiver may have timed out and gone; then nobody wants the address.
-                let _ = tx.try_send(url.trim().trim_end_matches('/').to_owned());
-                continue;
-            }
+        if let Some(url) = line.strip_prefix(LISTENING_PREFIX)
+            && let Some(tx) = address_tx.take()
+        {
+            // The receiver may have timed out and gone; then nobody wants the address.
+            let _ = tx.try_send(url.trim().trim_end_matches('/').to_owned());
+            continue;
         }
         eprintln!("[tessera {pid} stdout] {line}");
     }
