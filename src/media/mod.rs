@@ -446,8 +446,20 @@ impl Mixer {
                 }
             }
         }
-        let _ = self.events.try_send(MixerEvent::KeyframeWanted(session));
+        if codec.kind == MediaKind::Video {
+            // A decoder that joins mid-stream can start only at a keyframe.
+            let _ = self.events.try_send(MixerEvent::KeyframeWanted(session));
+        }
+        self.dump_graph(&format!("added-{}-{session}", codec.kind));
         Ok(sink)
+    }
+
+    /// Writes the pipeline graph as a .dot file when `GST_DEBUG_DUMP_DOT_DIR` is set (GStreamer
+    /// does nothing otherwise), named after the room and the change that was just made.
+    fn dump_graph(&self, label: &str) {
+        let name = format!("{}-{label}", self.pipeline.name());
+        self.pipeline
+            .debug_to_dot_file_with_ts(gst::DebugGraphDetails::all(), name);
     }
 
     /// Moves every video input to its tile (the reflow after a join or leave). Tiles are set
@@ -504,6 +516,7 @@ impl Mixer {
         if let Some(mix) = self.minus.remove(&session) {
             remove_bin(&self.pipeline, &mix.bin);
         }
+        self.dump_graph(&format!("removed-{session}"));
     }
 
     fn remove_input(&mut self, session: SessionId, kind: MediaKind) {

@@ -544,20 +544,28 @@ impl Peer {
         }
     }
 
-    /// Sends the remote video sender a PLI (it should send a keyframe).
-    pub async fn request_keyframe(&self) {
+    /// Sends the remote video sender a PLI (it should send a keyframe); false if there was no
+    /// incoming video to send it for or the send failed.
+    pub async fn request_keyframe(&self) -> bool {
         let Some(track) = &self.remote_video else {
-            return;
+            tracing::debug!(session = %self.session, "no incoming video to send a PLI to");
+            return false;
         };
         let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
-            return;
+            tracing::debug!(session = %self.session, "no SSRC to send a PLI for yet");
+            return false;
         };
+        tracing::debug!(session = %self.session, media_ssrc, "sending PLI");
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc,
         };
-        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-            tracing::debug!(session = %self.session, "sending PLI: {e}");
+        match track.write_rtcp(vec![Box::new(pli)]).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(session = %self.session, "sending PLI: {e}");
+                false
+            }
         }
     }
 

@@ -515,8 +515,9 @@ impl RoomActor {
                     if s.last_pli.is_some_and(|t| now < t + PLI_INTERVAL) {
                         return;
                     }
-                    s.last_pli = Some(now);
-                    s.peer.request_keyframe().await;
+                    if s.peer.request_keyframe().await {
+                        s.last_pli = Some(now);
+                    }
                 }
             }
         }

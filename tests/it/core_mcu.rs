@@ -49,22 +49,44 @@ fn grid_of_three() -> Vec<(Rect, Rgb)> {
     e
 }
 
+/// What participant `i` sends: red and green at 640x360 (16:9, the tile's shape), blue as a
+/// 360x360 square, so its tile must keep the aspect ratio with black bars left and right.
+fn media_of(i: usize) -> SendMedia {
+    let mut m = SendMedia::new(COLOURS[i], TONES[i]);
+    if i == 2 {
+        (m.width, m.height) = (360, 360);
+    }
+    m
+}
+
 /// Joins red, green and blue (in that order) as participants of `room`.
 async fn three_participants(server: &TestServer, room: &str) -> Result<Vec<TestClient>> {
     let mut clients = Vec::new();
-    for i in 0..3 {
+    for (i, name) in NAMES.iter().enumerate() {
         let client = TestClient::join(
             server.base_url(),
             room,
             Role::Participant,
-            Some(SendMedia::new(COLOURS[i], TONES[i])),
-            NAMES[i],
+            Some(media_of(i)),
+            name,
         )
         .await
-        .with_context(|| format!("{} joins", NAMES[i]))?;
+        .with_context(|| format!("{name} joins"))?;
         clients.push(client);
     }
     Ok(clients)
+}
+
+/// CPU time (user + system) of process `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
 /// Levels (dBFS) of the three tones in `samples`.
@@ -124,6 +146,26 @@ async fn issue2_three_participants_see_the_grid_and_hear_everyone_but_themselves
     for (i, c) in clients.iter().enumerate() {
         assert_hears_mix_minus(c, Some(i)).await;
     }
+    // Each sender was asked for a keyframe when its input was added (a PLI at join).
+    for c in &clients {
+        assert!(
+            c.stats().keyframe_requests_received >= 1,
+            "{}: {:?}",
+            c.name(),
+            c.stats()
+        );
+    }
+    // For the record (not asserted): what a 3-person room costs the server, from /proc.
+    let (cpu0, t0) = (cpu_seconds(server.pid()), Instant::now());
+    clients[0]
+        .wait_for_new_frames(150, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let share = (cpu_seconds(server.pid()) - cpu0) / t0.elapsed().as_secs_f64();
+    eprintln!(
+        "server CPU with 3 participants: {:.1}% of one core",
+        share * 100.0
+    );
     // The room's state agrees with the picture: three participants with 2x2 tiles, one encoder.
     let room = server.room("trio").await.expect("GET /rooms/trio");
     let participants = room["participants"].as_array().expect("participants");
@@ -580,4 +622,92 @@ async fn issue2_an_empty_room_ends_and_leaves_nothing_behind() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue2_a_pli_forces_a_keyframe_and_a_burst_is_coalesced() {
+    let server = TestServer::start(&[]).expect("server starts");
+    let c = TestClient::join(
+        server.base_url(),
+        "pli",
+        Role::Participant,
+        Some(SendMedia::new(colours::RED, 440.0)),
+        "p",
+    )
+    .await
+    .unwrap();
+    c.wait_for_frame(FRAME_DEADLINE, |_| true).await.unwrap();
+    // Let the join's keyframes pass (periodic ones come only every 10 s).
+    c.wait_for_new_frames(30, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let k0 = c.stats().keyframes_received;
+    c.send_pli().await.unwrap();
+    c.wait_for_new_frames(20, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let k1 = c.stats().keyframes_received;
+    assert!(
+        k1 > k0,
+        "a PLI brought a keyframe within ~0.7 s ({k0} -> {k1})"
+    );
+
+    // Ten PLIs at once from one receiver: at most one now and one deferred 500 ms later.
+    c.wait_for_new_frames(20, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let k2 = c.stats().keyframes_received;
+    for _ in 0..10 {
+        c.send_pli().await.unwrap();
+    }
+    c.wait_for_new_frames(45, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let burst = c.stats().keyframes_received - k2;
+    assert!(
+        (1..=2).contains(&burst),
+        "ten PLIs gave {burst} keyframes in ~1.5 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue2_a_contributor_gets_a_tile_and_receives_nothing() {
+    let server = TestServer::start(&[]).expect("server starts");
+    let camera = TestClient::join(
+        server.base_url(),
+        "cam",
+        Role::Contributor,
+        Some(SendMedia::new(colours::GREEN, 620.0)),
+        "camera",
+    )
+    .await
+    .expect("a sendonly WHIP client joins");
+    let viewer = TestClient::join(server.base_url(), "cam", Role::Viewer, None, "screen")
+        .await
+        .unwrap();
+    viewer
+        .wait_for_frame(FRAME_DEADLINE, |f| {
+            shows(f, &[(Rect::new(600, 320, 80, 80), colours::GREEN)])
+        })
+        .await
+        .expect("the viewer sees the camera full-canvas");
+    let audio = viewer
+        .next_audio(Duration::from_secs(2), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        tone_level_db(&audio, 48_000, 620.0) > -40.0,
+        "the viewer hears the camera's tone"
+    );
+    let room = server.room("cam").await.unwrap();
+    assert_eq!(room["participants"][0]["kind"], "contributor");
+    assert_eq!(room["participants"][0]["tile"]["width"], 1280);
+    let s = camera.stats();
+    assert_eq!(
+        (s.video_packets_received, s.audio_packets_received),
+        (0, 0),
+        "{s:?}"
+    );
+    // A contributor has no mix-minus: only the everyone mix runs.
+    assert_eq!(room["mixer"]["audio_encoders"], 1);
 }

@@ -1,4 +1,3 @@
 //! The one integration-test binary.
 mod core_mcu;
-mod smoke;
 mod support;

@@ -318,3 +318,53 @@ mod tests {
         assert_eq!(rms_db(&[0.0; 10]), SILENCE_DB);
     }
 }
+
+/// Whether an RTP payload is the first packet of a VP8 keyframe (RFC 7741): the payload
+/// descriptor's S bit set with partition id 0, and the P bit of the VP8 frame header clear.
+pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let start_of_partition = first & 0x10 != 0 && first & 0x0f == 0;
+    if !start_of_partition {
+        return false;
+    }
+    let mut i = 1;
+    if first & 0x80 != 0 {
+        // Extension byte: I (picture id), L (TL0PICIDX), T/K (TID/KEYIDX).
+        let Some(&ext) = payload.get(1) else {
+            return false;
+        };
+        i = 2;
+        if ext & 0x80 != 0 {
+            let Some(&pid) = payload.get(i) else {
+                return false;
+            };
+            i += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            i += 1;
+        }
+        if ext & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    payload.get(i).is_some_and(|header| header & 0x01 == 0)
+}
+
+#[cfg(test)]
+mod vp8_tests {
+    use super::is_vp8_keyframe_start;
+
+    #[test]
+    fn vp8_keyframe_detection_reads_the_descriptor() {
+        // X=1, S=1, PID=0; I=1 with a 15-bit picture id; then a key frame header (P=0).
+        assert!(is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x10]));
+        // Same, but an interframe (P=1).
+        assert!(!is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x11]));
+        // Not the start of a partition.
+        assert!(!is_vp8_keyframe_start(&[0x80, 0x80, 0x81, 0x23, 0x10]));
+        // No extension: the header follows the first byte.
+        assert!(is_vp8_keyframe_start(&[0x10, 0x50]));
+    }
+}

@@ -138,6 +138,8 @@ pub struct ClientCounters {
     pub plis_sent: AtomicU64,
     /// PLI/FIR the server sent us about our video.
     pub keyframe_requests_received: AtomicU64,
+    /// VP8 keyframes the server sent us (counted at their first packet).
+    pub keyframes_received: AtomicU64,
 }
 
 /// A snapshot of [`ClientCounters`].
@@ -150,6 +152,7 @@ pub struct ClientStats {
     pub audio_packets_received: u64,
     pub plis_sent: u64,
     pub keyframe_requests_received: u64,
+    pub keyframes_received: u64,
 }
 
 /// A connected WebRTC peer in a room. See the module docs for what it owns.
@@ -585,6 +588,7 @@ impl TestClient {
             audio_packets_received: load(&c.audio_packets_received),
             plis_sent: load(&c.plis_sent),
             keyframe_requests_received: load(&c.keyframe_requests_received),
+            keyframes_received: load(&c.keyframes_received),
         }
     }
 
@@ -952,6 +956,9 @@ async fn pump_remote_video(
                 Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                     media_ssrc = Some(packet.header.ssrc);
                     counters.video_packets_received.fetch_add(1, Ordering::Relaxed);
+                    if super::analysis::is_vp8_keyframe_start(&packet.payload) {
+                        counters.keyframes_received.fetch_add(1, Ordering::Relaxed);
+                    }
                     if let Ok(bytes) = packet.marshal() {
                         input.push(&bytes);
                     }
