@@ -20,8 +20,8 @@ pub const DEFAULT_HEIGHT: u32 = 720;
 pub const DEFAULT_FPS: u32 = 30;
 /// Bitrate of the mixed video, ~2 Mbit/s: enough for a 720p grid of talking heads.
 pub const DEFAULT_VIDEO_KBPS: u32 = 2000;
-/// Bitrate of each mixed audio stream (Opus, 48 kHz).
-pub const DEFAULT_AUDIO_KBPS: u32 = 48;
+/// Bitrate of each mixed audio stream (Opus, 48 kHz, mono voice).
+pub const DEFAULT_AUDIO_KBPS: u32 = 32;
 /// A room holds at most this many sending sessions (tiles): the 4x4 grid.
 pub const DEFAULT_MAX_PARTICIPANTS: usize = 16;
 /// How long a room lives on after its last session left, so a quick rejoin finds it warm.

@@ -13,6 +13,7 @@
 //! never block), bus messages and keyframe requests into the room's bounded event channel with
 //! `try_send`. Dropping the `Mixer` sets the pipeline to Null.
 
+pub mod bench;
 mod templates;
 
 use std::collections::HashMap;
@@ -157,6 +158,8 @@ impl Output {
 struct AudioMix {
     bin: gst::Bin,
     mixer: gst::Element,
+    /// The valve before the encoder: closed while nobody listens.
+    gate: gst::Element,
     output: Output,
 }
 
@@ -219,9 +222,9 @@ impl RtpSink for RtpInput {
 /// Diagnostic counts of a mixer, for the room's debug info.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MixerStats {
-    /// Video encoders running (always 1 while the room lives).
+    /// Video encoders running: 1 while anyone receives the video, else 0.
     pub video_encoders: usize,
-    /// Audio encoders running: the "everyone" mix plus one per mix-minus.
+    /// Audio encoders running: one per mix-minus, plus the "everyone" mix while anyone hears it.
     pub audio_encoders: usize,
     /// Inputs being decoded.
     pub inputs: usize,
@@ -235,6 +238,8 @@ pub struct Mixer {
     pipeline: gst::Pipeline,
     compositor: gst::Element,
     video_encoder: gst::Element,
+    /// The valve before the video encoder: closed while nobody receives the video.
+    video_gate: gst::Element,
     video: Output,
     everyone: AudioMix,
     minus: HashMap<SessionId, AudioMix>,
@@ -274,6 +279,7 @@ impl Mixer {
         };
         let compositor = by_name("mix")?;
         let video_encoder = by_name("venc")?;
+        let video_gate = by_name("gate")?;
         let video_sink = by_name("video_out")?
             .downcast::<gst_app::AppSink>()
             .map_err(|_| build_err("video-mix.pipeline", "video_out is not an appsink"))?;
@@ -286,6 +292,7 @@ impl Mixer {
             pipeline,
             compositor,
             video_encoder,
+            video_gate,
             video,
             everyone,
             minus: HashMap::new(),
@@ -295,6 +302,8 @@ impl Mixer {
             events,
             _live: Live::new(&metrics::PIPELINES),
         };
+        // Nobody receives anything yet: both shared encoders idle until someone does.
+        mixer.set_receivers(false, false);
         mixer
             .pipeline
             .set_state(gst::State::Playing)
@@ -317,6 +326,18 @@ impl Mixer {
             .subscribe()
     }
 
+    /// Runs or idles the encoders nobody may be receiving: the video encoder and the "everyone"
+    /// audio encoder. Idle ones drop raw frames before encoding, so they cost (almost) nothing;
+    /// a video encoder that starts again opens with a keyframe.
+    pub fn set_receivers(&self, video: bool, everyone_audio: bool) {
+        let was_dropping: bool = self.video_gate.property("drop");
+        self.video_gate.set_property("drop", !video);
+        if video && was_dropping {
+            self.force_keyframe();
+        }
+        self.everyone.gate.set_property("drop", !everyone_audio);
+    }
+
     /// Asks the video encoder for a keyframe now (the caller coalesces).
     pub fn force_keyframe(&self) {
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
@@ -337,9 +358,10 @@ impl Mixer {
 
     /// Counts for the debug info.
     pub fn stats(&self) -> MixerStats {
+        let running = |gate: &gst::Element| !gate.property::<bool>("drop");
         MixerStats {
-            video_encoders: 1,
-            audio_encoders: 1 + self.minus.len(),
+            video_encoders: usize::from(running(&self.video_gate)),
+            audio_encoders: usize::from(running(&self.everyone.gate)) + self.minus.len(),
             inputs: self.video_inputs.len() + self.audio_inputs.len(),
             video_packets: self.video.packets.load(Ordering::Relaxed),
         }
@@ -655,10 +677,18 @@ fn new_audio_mix(
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no appsink named out"))?;
     let output = Output::attach(&sink);
+    let gate = bin
+        .by_name("gate")
+        .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no valve named gate"))?;
     pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
     bin.sync_state_with_parent()
         .map_err(|e| build_err(context(), e))?;
-    Ok(AudioMix { bin, mixer, output })
+    Ok(AudioMix {
+        bin,
+        mixer,
+        gate,
+        output,
+    })
 }
 
 fn remove_bin(pipeline: &gst::Pipeline, bin: &gst::Bin) {

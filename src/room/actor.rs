@@ -117,6 +117,10 @@ struct Session {
     sends_video: bool,
     /// Whether the mix is being sent to it (from its first `Connected` on).
     sending: bool,
+    /// It receives the mixed video.
+    receives_video: bool,
+    /// It receives the "everyone" audio mix (it has no mix-minus of its own).
+    hears_everyone: bool,
     last_pli: Option<Instant>,
 }
 
@@ -124,6 +128,8 @@ struct Pending {
     kind: SessionKind,
     name: Option<String>,
     sends_video: bool,
+    plan: SendPlan,
+    has_mix_minus: bool,
     reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     /// Peer events that arrived before the negotiation finished.
     early: Vec<PeerEventKind>,
@@ -318,7 +324,8 @@ impl RoomActor {
         let sends_audio = m(MediaKind::Audio).is_some_and(Direction::sends);
         let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
         let session = SessionId::random();
-        if plan.audio && sends_audio {
+        let has_mix_minus = plan.audio && sends_audio;
+        if has_mix_minus {
             // Everyone but themselves: a mix of its own, made before the peer subscribes to it.
             if let Err(e) = self
                 .mixer
@@ -340,6 +347,8 @@ impl RoomActor {
                 kind,
                 name,
                 sends_video,
+                plan,
+                has_mix_minus,
                 reply,
                 early: Vec::new(),
             },
@@ -384,6 +393,8 @@ impl RoomActor {
             peer,
             sends_video: pending.sends_video,
             sending: false,
+            receives_video: pending.plan.video,
+            hears_everyone: pending.plan.audio && !pending.has_mix_minus,
             last_pli: None,
         });
         tracing::info!(room = %self.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
@@ -434,8 +445,18 @@ impl RoomActor {
         if s.sends_video {
             self.reflow();
         }
+        self.update_receivers();
         self.update_empty();
         true
+    }
+
+    /// Idles the encoders nobody receives (see [`Mixer::set_receivers`]).
+    fn update_receivers(&self) {
+        let live = || self.sessions.iter().filter(|s| s.sending);
+        self.mixer.set_receivers(
+            live().any(|s| s.receives_video),
+            live().any(|s| s.hears_everyone),
+        );
     }
 
     async fn on_peer_event(&mut self, ev: PeerEvent) {
@@ -468,6 +489,7 @@ impl RoomActor {
                             self.mixer.subscribe_audio(Some(ev.session)),
                         );
                     }
+                    self.update_receivers();
                     // A newcomer must decode a picture at once: it needs a keyframe.
                     self.request_keyframe();
                 }

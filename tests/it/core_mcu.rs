@@ -180,8 +180,8 @@ async fn issue2_three_participants_see_the_grid_and_hear_everyone_but_themselves
         serde_json::json!({"x": 640, "y": 0, "width": 640, "height": 360})
     );
     assert_eq!(room["mixer"]["video_encoders"], 1);
-    // One "everyone" mix plus a mix-minus per participant.
-    assert_eq!(room["mixer"]["audio_encoders"], 4);
+    // A mix-minus per participant; the "everyone" mix idles, as nobody hears it.
+    assert_eq!(room["mixer"]["audio_encoders"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,6 +220,9 @@ async fn issue2_a_viewer_joining_later_sees_the_composite_within_a_second_and_he
     assert_hears_mix_minus(&viewer, None).await;
     let room = server.room("watched").await.unwrap();
     assert_eq!(room["viewers"].as_array().map(Vec::len), Some(1));
+    // Now someone hears "everyone": three mix-minus encoders plus that one; still one video.
+    assert_eq!(room["mixer"]["audio_encoders"], 4);
+    assert_eq!(room["mixer"]["video_encoders"], 1);
     assert_eq!(room["viewers"][0]["kind"], "viewer");
 }
 
@@ -682,6 +685,15 @@ async fn issue2_a_contributor_gets_a_tile_and_receives_nothing() {
     )
     .await
     .expect("a sendonly WHIP client joins");
+    // Nobody receives anything yet: no encoder runs.
+    let room = server.room("cam").await.unwrap();
+    let running = |r: &serde_json::Value| {
+        (
+            r["mixer"]["video_encoders"].as_u64(),
+            r["mixer"]["audio_encoders"].as_u64(),
+        )
+    };
+    assert_eq!(running(&room), (Some(0), Some(0)), "{room}");
     let viewer = TestClient::join(server.base_url(), "cam", Role::Viewer, None, "screen")
         .await
         .unwrap();
@@ -708,6 +720,7 @@ async fn issue2_a_contributor_gets_a_tile_and_receives_nothing() {
         (0, 0),
         "{s:?}"
     );
-    // A contributor has no mix-minus: only the everyone mix runs.
+    // A contributor has no mix-minus: only the everyone mix runs (the viewer hears it).
     assert_eq!(room["mixer"]["audio_encoders"], 1);
+    assert_eq!(room["mixer"]["video_encoders"], 1);
 }

@@ -1,0 +1,585 @@
+//! Media for the benchmark harness (`tessera-bench`), kept here because this module is the only
+//! one that may touch GStreamer:
+//! - [`prepare`] encodes, once, the media every simulated participant replays: 10 s of 360p30 VP8
+//!   at ~500 kbit/s whose frames carry their index as blocks in the top-left corner, and 10 s of
+//!   Opus with a click at every whole second. Both are stored as RTP packet dumps with send
+//!   offsets, so replaying costs the load generator almost nothing.
+//! - [`VideoProbe`] and [`AudioProbe`] decode what a sampled receiver gets: frames per second,
+//!   the frame index stamped in a tile (video latency), and click onsets (audio latency).
+//!
+//! The stamp: 10 blocks of 40x40 px along the top edge of the 640x360 source, block k white when
+//! bit k of the frame index is set, then an always-white marker block; the background is dark.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gst::prelude::*;
+
+use super::{MediaError, build_err};
+use crate::types::RtpSink;
+
+/// Source picture of the replayed video.
+pub const SOURCE_WIDTH: u32 = 640;
+/// See [`SOURCE_WIDTH`].
+pub const SOURCE_HEIGHT: u32 = 360;
+/// Frames per second of the replayed video.
+pub const SOURCE_FPS: u32 = 30;
+/// Length of one loop of the replayed media.
+pub const LOOP: Duration = Duration::from_secs(10);
+const FRAMES: u32 = SOURCE_FPS * 10;
+const STAMP_BITS: u32 = 10;
+const BLOCK: u32 = 40;
+const VIDEO_KBPS: u32 = 500;
+
+/// One RTP packet of a dump and when to send it, relative to the start of the loop.
+#[derive(Debug, Clone)]
+pub struct DumpPacket {
+    /// Send offset within the loop.
+    pub at: Duration,
+    /// For video, the stamped index of the frame the packet belongs to; for audio, whether the
+    /// packet starts a click (index 1) or not (0).
+    pub mark: u16,
+    /// The marshalled RTP packet as the encoder's payloader made it.
+    pub rtp: Bytes,
+}
+
+/// A loop of RTP packets.
+#[derive(Debug, Clone)]
+pub struct RtpDump {
+    /// Packets in send order.
+    pub packets: Vec<DumpPacket>,
+    /// RTP clock rate (90000 video, 48000 audio).
+    pub clock_rate: u32,
+}
+
+/// The cached dumps, generated on first use.
+#[derive(Debug, Clone)]
+pub struct PreparedMedia {
+    /// The stamped VP8 video.
+    pub video: RtpDump,
+    /// The clicking Opus audio.
+    pub audio: RtpDump,
+}
+
+/// Loads the dumps from `cache_dir`, encoding them first if they are not there yet.
+pub fn prepare(cache_dir: &Path) -> Result<PreparedMedia, MediaError> {
+    gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|e| build_err(format!("creating {}", cache_dir.display()), e))?;
+    let video_path = cache_dir.join(format!(
+        "video-{SOURCE_WIDTH}x{SOURCE_HEIGHT}-{VIDEO_KBPS}k.rtpdump"
+    ));
+    let audio_path = cache_dir.join("audio-clicks.rtpdump");
+    if !video_path.exists() {
+        write_dump(&video_path, &encode_video()?)?;
+    }
+    if !audio_path.exists() {
+        write_dump(&audio_path, &encode_audio()?)?;
+    }
+    Ok(PreparedMedia {
+        video: read_dump(&video_path)?,
+        audio: read_dump(&audio_path)?,
+    })
+}
+
+/// Where the stamp's block `k` is in a tile showing the source at `tile` (x, y, w, h), keeping
+/// the aspect ratio as the compositor does.
+fn block_centre(tile: (i32, i32, i32, i32), k: u32) -> (i32, i32) {
+    let (x, y, w, h) = tile;
+    let scale = (w as f64 / SOURCE_WIDTH as f64).min(h as f64 / SOURCE_HEIGHT as f64);
+    let ox = x as f64 + (w as f64 - SOURCE_WIDTH as f64 * scale) / 2.0;
+    let oy = y as f64 + (h as f64 - SOURCE_HEIGHT as f64 * scale) / 2.0;
+    let cx = ox + ((k * BLOCK + BLOCK / 2) as f64) * scale;
+    let cy = oy + (BLOCK / 2) as f64 * scale;
+    (cx as i32, cy as i32)
+}
+
+/// Reads the stamp from a luma plane, or None if the marker is missing (no stamped tile there).
+pub fn read_stamp(luma: &[u8], stride: usize, tile: (i32, i32, i32, i32)) -> Option<u16> {
+    let at = |k: u32| {
+        let (cx, cy) = block_centre(tile, k);
+        luma.get(cy.max(0) as usize * stride + cx.max(0) as usize)
+            .copied()
+    };
+    if at(STAMP_BITS)? < 160 {
+        return None;
+    }
+    let mut value = 0u16;
+    for k in 0..STAMP_BITS {
+        if at(k)? >= 128 {
+            value |= 1 << k;
+        }
+    }
+    Some(value)
+}
+
+fn draw_frame(index: u32, texture: &[u8], texture_width: usize) -> Vec<u8> {
+    let (w, h) = (SOURCE_WIDTH as usize, SOURCE_HEIGHT as usize);
+    let mut frame = vec![128u8; w * h * 3 / 2];
+    // A scrolling texture: every macroblock changes every frame, as a camera picture would.
+    let shift = (index as usize * 2) % (texture_width - w);
+    for y in 0..h {
+        let row = &texture[y * texture_width + shift..y * texture_width + shift + w];
+        frame[y * w..y * w + w].copy_from_slice(row);
+    }
+    for k in 0..=STAMP_BITS {
+        let on = k == STAMP_BITS || index & (1 << k) != 0;
+        let value = if on { 235 } else { 16 };
+        for y in 0..BLOCK as usize {
+            let start = y * w + (k * BLOCK) as usize;
+            frame[start..start + BLOCK as usize].fill(value);
+        }
+    }
+    frame
+}
+
+fn encode_video() -> Result<RtpDump, MediaError> {
+    let desc = format!(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width={SOURCE_WIDTH},height={SOURCE_HEIGHT},framerate={SOURCE_FPS}/1 \
+         ! vp8enc deadline=1 cpu-used=-6 threads=1 lag-in-frames=0 end-usage=cbr target-bitrate={} keyframe-max-dist=60 error-resilient=default \
+         ! rtpvp8pay mtu=1200 picture-id-mode=15-bit ! appsink name=out sync=false",
+        VIDEO_KBPS * 1000
+    );
+    let frame_ns = 1_000_000_000u64 / SOURCE_FPS as u64;
+    let texture_width = (SOURCE_WIDTH * 2) as usize;
+    // A fixed pseudo-random texture (xorshift), so every cache is the same media.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let texture: Vec<u8> = (0..texture_width * SOURCE_HEIGHT as usize)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Smooth-ish noise: mostly a gradient, some grain.
+            (((i % texture_width) / 8) as u64 % 96 + 64 + seed % 32) as u8
+        })
+        .collect();
+    run_encoder(
+        &desc,
+        90_000,
+        FRAMES as usize,
+        |i| {
+            let mut buffer =
+                gst::Buffer::from_mut_slice(draw_frame(i as u32, &texture, texture_width));
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(i as u64 * frame_ns));
+            b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
+            buffer
+        },
+        |pts| (pts / frame_ns) as u16,
+    )
+}
+
+fn encode_audio() -> Result<RtpDump, MediaError> {
+    let desc = "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved \
+                ! opusenc frame-size=20 bitrate=48000 ! rtpopuspay pt=111 ! appsink name=out sync=false";
+    const CHUNK: usize = 960; // 20 ms
+    let chunks = (LOOP.as_millis() / 20) as usize;
+    let chunk_ns = 20_000_000u64;
+    run_encoder(
+        desc,
+        48_000,
+        chunks,
+        |i| {
+            let mut data = Vec::with_capacity(CHUNK * 4);
+            for n in 0..CHUNK {
+                let t = (i * CHUNK + n) as f64 / 48_000.0;
+                let in_click = t.fract() < 0.02;
+                // A quiet hum, and a loud 2 kHz click for the first 20 ms of every second.
+                let v = if in_click {
+                    0.6 * (2.0 * std::f64::consts::PI * 2000.0 * t).sin()
+                } else {
+                    0.02 * (2.0 * std::f64::consts::PI * 150.0 * t).sin()
+                };
+                let s = (v * i16::MAX as f64) as i16;
+                data.extend_from_slice(&s.to_le_bytes());
+                data.extend_from_slice(&s.to_le_bytes());
+            }
+            let mut buffer = gst::Buffer::from_mut_slice(data);
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(i as u64 * chunk_ns));
+            b.set_duration(gst::ClockTime::from_nseconds(chunk_ns));
+            buffer
+        },
+        |pts| {
+            // The packet that holds a second's boundary holds that second's click (the encoder may
+            // shift packets by its look-ahead, so boundaries need not fall on packet starts).
+            let second = 1_000_000_000u64;
+            let next = pts.div_ceil(second) * second;
+            u16::from(next - pts < chunk_ns && next < LOOP.as_nanos() as u64)
+        },
+    )
+}
+
+/// Pushes `count` buffers from `make` through `desc` (appsrc `src` → ... → appsink `out`) as
+/// fast as it goes, and collects the RTP packets with their pts as send offsets.
+fn run_encoder(
+    desc: &str,
+    clock_rate: u32,
+    count: usize,
+    make: impl Fn(usize) -> gst::Buffer,
+    mark: impl Fn(u64) -> u16,
+) -> Result<RtpDump, MediaError> {
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| build_err("building the bench encoder", e))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| build_err("bench encoder", "not a pipeline"))?;
+    let _guard = NullOnDrop(pipeline.clone());
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| build_err("bench encoder", "no appsrc"))?;
+    let sink = pipeline
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| build_err("bench encoder", "no appsink"))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| build_err("starting the bench encoder", e))?;
+    for i in 0..count {
+        src.push_buffer(make(i))
+            .map_err(|e| build_err("feeding the bench encoder", e))?;
+    }
+    let _ = src.end_of_stream();
+    let mut packets = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        let Some(buffer) = sample.buffer() else {
+            continue;
+        };
+        let pts = buffer.pts().map_or(0, |t| t.nseconds());
+        if Duration::from_nanos(pts) >= LOOP {
+            // An encoder's final flush can spill past the loop; the next loop starts there.
+            continue;
+        }
+        let map = buffer
+            .map_readable()
+            .map_err(|e| build_err("reading an encoded packet", e))?;
+        packets.push(DumpPacket {
+            at: Duration::from_nanos(pts),
+            mark: mark(pts),
+            rtp: Bytes::copy_from_slice(map.as_slice()),
+        });
+    }
+    if packets.is_empty() {
+        return Err(build_err("bench encoder", "produced no packets"));
+    }
+    Ok(RtpDump {
+        packets,
+        clock_rate,
+    })
+}
+
+struct NullOnDrop(gst::Pipeline);
+
+impl Drop for NullOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+fn write_dump(path: &Path, dump: &RtpDump) -> Result<(), MediaError> {
+    let io = |e: std::io::Error| build_err(format!("writing {}", path.display()), e);
+    let tmp: PathBuf = path.with_extension("tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    f.write_all(&dump.clock_rate.to_le_bytes()).map_err(io)?;
+    for p in &dump.packets {
+        f.write_all(&(p.at.as_micros() as u64).to_le_bytes())
+            .map_err(io)?;
+        f.write_all(&p.mark.to_le_bytes()).map_err(io)?;
+        f.write_all(&(p.rtp.len() as u16).to_le_bytes())
+            .map_err(io)?;
+        f.write_all(&p.rtp).map_err(io)?;
+    }
+    f.flush().map_err(io)?;
+    drop(f);
+    // Renamed into place only when complete, so an interrupted run never leaves half a dump.
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn read_dump(path: &Path) -> Result<RtpDump, MediaError> {
+    let io = |e: std::io::Error| build_err(format!("reading {}", path.display()), e);
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(io)?;
+    fn take<'a>(data: &'a [u8], at: usize, n: usize, path: &Path) -> Result<&'a [u8], MediaError> {
+        data.get(at..at + n)
+            .ok_or_else(|| build_err(format!("reading {}", path.display()), "truncated dump"))
+    }
+    let clock_rate = u32::from_le_bytes(take(&data, 0, 4, path)?.try_into().expect("4 bytes"));
+    let mut at = 4;
+    let mut packets = Vec::new();
+    while at < data.len() {
+        let us = u64::from_le_bytes(take(&data, at, 8, path)?.try_into().expect("8 bytes"));
+        let mark = u16::from_le_bytes(take(&data, at + 8, 2, path)?.try_into().expect("2 bytes"));
+        let len = u16::from_le_bytes(take(&data, at + 10, 2, path)?.try_into().expect("2 bytes"))
+            as usize;
+        let rtp = Bytes::copy_from_slice(take(&data, at + 12, len, path)?);
+        packets.push(DumpPacket {
+            at: Duration::from_micros(us),
+            mark,
+            rtp,
+        });
+        at += 12 + len;
+    }
+    Ok(RtpDump {
+        packets,
+        clock_rate,
+    })
+}
+
+/// Sets the payload type into an appsrc's caps from the first packet (like the mixer's inputs).
+fn set_payload_caps(appsrc: &gst_app::AppSrc, packet: &[u8]) {
+    if let Some(caps) = appsrc.caps() {
+        let mut caps = caps.copy();
+        if let Some(s) = caps.make_mut().structure_mut(0) {
+            s.set("payload", i32::from(packet[1] & 0x7f));
+        }
+        appsrc.set_caps(Some(&caps));
+    }
+}
+
+/// What a video probe has seen.
+#[derive(Debug, Default, Clone)]
+pub struct VideoReport {
+    /// Decode instants of every frame.
+    pub decoded: Vec<Instant>,
+    /// (stamp read, decode instant) for frames where the stamp was found.
+    pub stamps: Vec<(u16, Instant)>,
+    /// Size of the last frame.
+    pub size: (u32, u32),
+}
+
+/// A sampled receiver's video decoder: RTP in, frame counts and stamps out.
+pub struct VideoProbe {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    caps_set: AtomicBool,
+    report: Arc<Mutex<VideoReport>>,
+}
+
+impl VideoProbe {
+    /// A decoder that reads the stamp in `stamp_tile` (x, y, w, h of the composite), if given.
+    pub fn new(stamp_tile: Option<(i32, i32, i32, i32)>) -> Result<VideoProbe, MediaError> {
+        let desc = "appsrc name=src is-live=true format=time do-timestamp=true leaky-type=downstream max-bytes=4000000 \
+                    caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000 \
+                    ! rtpvp8depay wait-for-keyframe=true ! vp8dec threads=1 \
+                    ! appsink name=out sync=false max-buffers=2 drop=true caps=video/x-raw,format=I420";
+        let pipeline = gst::parse::launch(desc)
+            .map_err(|e| build_err("building a video probe", e))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build_err("video probe", "not a pipeline"))?;
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build_err("video probe", "no appsrc"))?;
+        let sink = pipeline
+            .by_name("out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| build_err("video probe", "no appsink"))?;
+        let report = Arc::new(Mutex::new(VideoReport::default()));
+        let cb_report = report.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let now = Instant::now();
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let info = sample
+                        .caps()
+                        .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+                    let stamp = match (stamp_tile, sample.buffer(), &info) {
+                        (Some(tile), Some(buffer), Some(info)) => {
+                            buffer.map_readable().ok().and_then(|map| {
+                                read_stamp(map.as_slice(), info.stride()[0] as usize, tile)
+                            })
+                        }
+                        _ => None,
+                    };
+                    // Poisoning would need a panic in this very callback; keep going regardless.
+                    let mut r = cb_report.lock().unwrap_or_else(|p| p.into_inner());
+                    r.decoded.push(now);
+                    if let Some(info) = info {
+                        r.size = (info.width(), info.height());
+                    }
+                    if let Some(s) = stamp {
+                        r.stamps.push((s, now));
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| build_err("starting a video probe", e))?;
+        Ok(VideoProbe {
+            pipeline,
+            appsrc,
+            caps_set: AtomicBool::new(false),
+            report,
+        })
+    }
+
+    /// A copy of what it has seen so far.
+    pub fn report(&self) -> VideoReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl RtpSink for VideoProbe {
+    fn push(&self, packet: Bytes) {
+        if packet.len() < 12 {
+            return;
+        }
+        if !self.caps_set.swap(true, Ordering::AcqRel) {
+            set_payload_caps(&self.appsrc, &packet);
+        }
+        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(packet));
+    }
+}
+
+impl Drop for VideoProbe {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A sampled receiver's audio decoder: RTP in, click onsets out.
+pub struct AudioProbe {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    caps_set: AtomicBool,
+    onsets: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl AudioProbe {
+    /// A decoder that notes the instant of every click (a jump from quiet to loud).
+    pub fn new() -> Result<AudioProbe, MediaError> {
+        let desc = "appsrc name=src is-live=true format=time do-timestamp=true leaky-type=downstream max-bytes=1000000 \
+                    caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000 \
+                    ! rtpopusdepay ! opusdec ! audioconvert \
+                    ! appsink name=out sync=false caps=audio/x-raw,format=S16LE,rate=48000,channels=1";
+        let pipeline = gst::parse::launch(desc)
+            .map_err(|e| build_err("building an audio probe", e))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build_err("audio probe", "not a pipeline"))?;
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build_err("audio probe", "no appsrc"))?;
+        let sink = pipeline
+            .by_name("out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| build_err("audio probe", "no appsink"))?;
+        let onsets = Arc::new(Mutex::new(Vec::new()));
+        let cb_onsets = onsets.clone();
+        // Samples since the signal was last loud: a click counts after 200 ms of quiet.
+        let mut quiet_for = usize::MAX;
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let now = Instant::now();
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let Ok(map) = buffer.map_readable() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    for s in map.as_slice().chunks_exact(2) {
+                        let v = i16::from_le_bytes([s[0], s[1]]).unsigned_abs();
+                        if v > 8000 {
+                            if quiet_for > 48_000 / 5 {
+                                // The buffer arrived whole just now; its samples are in the past
+                                // of `now`, which only makes latency read slightly high.
+                                cb_onsets
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(now);
+                            }
+                            quiet_for = 0;
+                        } else {
+                            quiet_for = quiet_for.saturating_add(1);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| build_err("starting an audio probe", e))?;
+        Ok(AudioProbe {
+            pipeline,
+            appsrc,
+            caps_set: AtomicBool::new(false),
+            onsets,
+        })
+    }
+
+    /// Instants of the clicks heard so far.
+    pub fn onsets(&self) -> Vec<Instant> {
+        self.onsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl RtpSink for AudioProbe {
+    fn push(&self, packet: Bytes) {
+        if packet.len() < 12 {
+            return;
+        }
+        if !self.caps_set.swap(true, Ordering::AcqRel) {
+            set_payload_caps(&self.appsrc, &packet);
+        }
+        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(packet));
+    }
+}
+
+impl Drop for AudioProbe {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_read_back_at_full_and_reduced_scale() {
+        let texture = vec![100u8; (SOURCE_WIDTH * 2 * SOURCE_HEIGHT) as usize];
+        let frame = draw_frame(677, &texture, (SOURCE_WIDTH * 2) as usize);
+        let tile = (0, 0, SOURCE_WIDTH as i32, SOURCE_HEIGHT as i32);
+        assert_eq!(read_stamp(&frame, SOURCE_WIDTH as usize, tile), Some(677));
+        // No marker: no stamp.
+        let plain = vec![16u8; frame.len()];
+        assert_eq!(read_stamp(&plain, SOURCE_WIDTH as usize, tile), None);
+    }
+
+    #[test]
+    fn prepared_media_round_trips_through_the_cache() {
+        let dir = std::env::temp_dir().join(format!("tessera-bench-{}", std::process::id()));
+        let media = prepare(&dir).expect("encodes the dumps");
+        assert_eq!(media.video.clock_rate, 90_000);
+        assert!(
+            media.video.packets.len() > 300,
+            "at least one packet per frame"
+        );
+        let marks: std::collections::HashSet<u16> =
+            media.video.packets.iter().map(|p| p.mark).collect();
+        assert_eq!(marks.len(), FRAMES as usize, "every frame index is there");
+        let clicks = media.audio.packets.iter().filter(|p| p.mark == 1).count();
+        assert_eq!(clicks, 10, "one click a second");
+        let again = prepare(&dir).expect("reads the cache");
+        assert_eq!(again.video.packets.len(), media.video.packets.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
