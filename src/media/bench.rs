@@ -1,7 +1,8 @@
 //! Media for the benchmark harness (`tessera-bench`), kept here because this module is the only
 //! one that may touch GStreamer:
 //! - [`prepare`] encodes, once, the media every simulated participant replays: 10 s of 360p30 VP8
-//!   at ~500 kbit/s whose frames carry their index as blocks in the top-left corner, and 10 s of
+//!   at ~500 kbit/s (a still textured background with a textured "head" moving across it) whose
+//!   frames carry their index as blocks in the top-left corner, and 10 s of
 //!   Opus with a click at every whole second. Both are stored as RTP packet dumps with send
 //!   offsets, so replaying costs the load generator almost nothing.
 //! - [`VideoProbe`] and [`AudioProbe`] decode what a sampled receiver gets: frames per second,
@@ -120,11 +121,19 @@ pub fn read_stamp(luma: &[u8], stride: usize, tile: (i32, i32, i32, i32)) -> Opt
 fn draw_frame(index: u32, texture: &[u8], texture_width: usize) -> Vec<u8> {
     let (w, h) = (SOURCE_WIDTH as usize, SOURCE_HEIGHT as usize);
     let mut frame = vec![128u8; w * h * 3 / 2];
-    // A scrolling texture: every macroblock changes every frame, as a camera picture would.
-    let shift = (index as usize * 2) % (texture_width - w);
+    // A talking head, roughly: a still textured background (a room behind the speaker) and a
+    // textured 192x192 "head" moving across it, so about a sixth of the picture changes every
+    // frame, with real texture to encode, as from a webcam.
     for y in 0..h {
-        let row = &texture[y * texture_width + shift..y * texture_width + shift + w];
-        frame[y * w..y * w + w].copy_from_slice(row);
+        frame[y * w..y * w + w].copy_from_slice(&texture[y * texture_width..y * texture_width + w]);
+    }
+    let size = 192usize;
+    let t = index as f64 / FRAMES as f64 * std::f64::consts::TAU;
+    let hx = ((w - size) as f64 * (0.5 + 0.45 * t.sin())) as usize;
+    let hy = 60 + ((h - size - 70) as f64 * (0.5 + 0.5 * (2.0 * t).cos())) as usize;
+    for y in 0..size {
+        let src = (y + index as usize) % h * texture_width + w; // the other half of the texture
+        frame[(hy + y) * w + hx..(hy + y) * w + hx + size].copy_from_slice(&texture[src..src + size]);
     }
     for k in 0..=STAMP_BITS {
         let on = k == STAMP_BITS || index & (1 << k) != 0;
