@@ -368,6 +368,36 @@ async fn wait_connected<'a>(
 // ---------------------------------------------------------------------------------------------
 // The server under test
 
+/// Waits (bounded) until the server runs no room, so one step's leftovers never load the next.
+async fn wait_idle(http: &reqwest::Client, base: &str, results: &mut Results) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rooms = async {
+            let text = http
+                .get(format!("{base}/debug/counts"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["rooms"].as_i64()
+        }
+        .await;
+        if rooms == Some(0) {
+            return;
+        }
+        if Instant::now() > until {
+            results.notes.push(format!(
+                "the server still ran {rooms:?} rooms 20 s after a step ended"
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 struct Server {
     child: Child,
     base: String,
@@ -631,6 +661,7 @@ async fn run(args: RunArgs) -> Result<()> {
     //    server passes 80% of the machine; then the baseline at the largest passing load.
     let mut room_seq = 0;
     for &size in &plan.sizes {
+        wait_idle(&joiner.http, &joiner.base, &mut results).await;
         let mut sims: Vec<Sim> = Vec::new();
         let mut probes: Vec<Arc<VideoProbe>> = Vec::new();
         let mut best: Option<(usize, f64, f64)> = None; // rooms, server cores, rss
@@ -758,30 +789,52 @@ async fn run(args: RunArgs) -> Result<()> {
     // 3. Audio-only rooms: everyone sends and receives Opus only (a mix-minus each). Rooms are
     //    added until the server passes 80% of the machine or a join is refused or times out.
     if !args.capacity_only {
+        wait_idle(&joiner.http, &joiner.base, &mut results).await;
         let (max_rooms, size) = plan.audio_only;
         let mut sims = Vec::new();
         let mut best: Option<(usize, f64)> = None;
         'rooms: for r in 0..max_rooms {
             let mut new = Vec::new();
             for _ in 0..size {
-                match joiner.join(&format!("audio-{r}"), false, audio_only, audio_only, Receive::Discard, None).await {
+                match joiner
+                    .join(
+                        &format!("audio-{r}"),
+                        false,
+                        audio_only,
+                        audio_only,
+                        Receive::Discard,
+                        None,
+                    )
+                    .await
+                {
                     Ok(sim) => new.push(sim),
                     Err(e) => {
-                        results.notes.push(format!("audio-only: a join failed at {} rooms: {e:#}", r + 1));
+                        results.notes.push(format!(
+                            "audio-only: a join failed at {} rooms: {e:#}",
+                            r + 1
+                        ));
                         sims.extend(new);
                         break 'rooms;
                     }
                 }
             }
             if wait_connected(&new, Duration::from_secs(20)).await.is_err() {
-                results.notes.push(format!("audio-only: a participant did not connect at {} rooms", r + 1));
+                results.notes.push(format!(
+                    "audio-only: a participant did not connect at {} rooms",
+                    r + 1
+                ));
                 sims.extend(new);
                 break;
             }
             sims.extend(new);
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let server_cores = measure_cpu(Some(server.pid()), plan.window.min(Duration::from_secs(20))).await;
-            eprintln!("audio-only rooms of {size}: {} rooms, server {:.0}% of a core", r + 1, server_cores * 100.0);
+            let server_cores =
+                measure_cpu(Some(server.pid()), plan.window.min(Duration::from_secs(20))).await;
+            eprintln!(
+                "audio-only rooms of {size}: {} rooms, server {:.0}% of a core",
+                r + 1,
+                server_cores * 100.0
+            );
             if server_cores > 0.8 * cores() {
                 break;
             }
@@ -797,12 +850,20 @@ async fn run(args: RunArgs) -> Result<()> {
                     "{p} participants in {rooms} rooms of {size} at {:.0}% of one core: {:.0} participants per core{}",
                     cores_used * 100.0,
                     p as f64 / cores_used,
-                    if rooms == max_rooms { " (search limit reached)" } else { "" }
+                    if rooms == max_rooms {
+                        " (search limit reached)"
+                    } else {
+                        ""
+                    }
                 )
             }
             None => "no measurement (the first room already passed 80% of the machine)".into(),
         };
-        results.row("Audio-only rooms (Opus 48 kHz, mix-minus for everyone)", value, "≥ 150 participants per core");
+        results.row(
+            "Audio-only rooms (Opus 48 kHz, mix-minus for everyone)",
+            value,
+            "≥ 150 participants per core",
+        );
     }
 
     let table = render(&results, &args, &plan);

@@ -133,7 +133,8 @@ fn draw_frame(index: u32, texture: &[u8], texture_width: usize) -> Vec<u8> {
     let hy = 60 + ((h - size - 70) as f64 * (0.5 + 0.5 * (2.0 * t).cos())) as usize;
     for y in 0..size {
         let src = (y + index as usize) % h * texture_width + w; // the other half of the texture
-        frame[(hy + y) * w + hx..(hy + y) * w + hx + size].copy_from_slice(&texture[src..src + size]);
+        frame[(hy + y) * w + hx..(hy + y) * w + hx + size]
+            .copy_from_slice(&texture[src..src + size]);
     }
     for k in 0..=STAMP_BITS {
         let on = k == STAMP_BITS || index & (1 << k) != 0;
@@ -351,6 +352,63 @@ fn set_payload_caps(appsrc: &gst_app::AppSrc, packet: &[u8]) {
     }
 }
 
+/// The part both probes share: a playing `appsrc name=src ! ... ! appsink name=out` pipeline
+/// whose appsrc takes RTP (payload type set from the first packet), set to Null on drop.
+struct DecodePipeline {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    caps_set: AtomicBool,
+}
+
+impl DecodePipeline {
+    /// Builds `desc`, hands its appsink to `attach` (which installs the callbacks), and plays.
+    fn start(
+        desc: &str,
+        what: &str,
+        attach: impl FnOnce(&gst_app::AppSink),
+    ) -> Result<DecodePipeline, MediaError> {
+        let pipeline = gst::parse::launch(desc)
+            .map_err(|e| build_err(format!("building {what}"), e))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build_err(what, "not a pipeline"))?;
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build_err(what, "no appsrc"))?;
+        let sink = pipeline
+            .by_name("out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| build_err(what, "no appsink"))?;
+        attach(&sink);
+        let decode = DecodePipeline {
+            pipeline,
+            appsrc,
+            caps_set: AtomicBool::new(false),
+        };
+        decode
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| build_err(format!("starting {what}"), e))?;
+        Ok(decode)
+    }
+
+    fn push(&self, packet: Bytes) {
+        if packet.len() < 12 {
+            return;
+        }
+        if !self.caps_set.swap(true, Ordering::AcqRel) {
+            set_payload_caps(&self.appsrc, &packet);
+        }
+        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(packet));
+    }
+}
+
+impl Drop for DecodePipeline {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
 /// What a video probe has seen.
 #[derive(Debug, Default, Clone)]
 pub struct VideoReport {
@@ -364,9 +422,7 @@ pub struct VideoReport {
 
 /// A sampled receiver's video decoder: RTP in, frame counts and stamps out.
 pub struct VideoProbe {
-    pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
-    caps_set: AtomicBool,
+    decode: DecodePipeline,
     report: Arc<Mutex<VideoReport>>,
 }
 
@@ -377,56 +433,41 @@ impl VideoProbe {
                     caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000 \
                     ! rtpvp8depay wait-for-keyframe=true ! vp8dec threads=1 \
                     ! appsink name=out sync=false max-buffers=2 drop=true caps=video/x-raw,format=I420";
-        let pipeline = gst::parse::launch(desc)
-            .map_err(|e| build_err("building a video probe", e))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| build_err("video probe", "not a pipeline"))?;
-        let appsrc = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| build_err("video probe", "no appsrc"))?;
-        let sink = pipeline
-            .by_name("out")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| build_err("video probe", "no appsink"))?;
         let report = Arc::new(Mutex::new(VideoReport::default()));
         let cb_report = report.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let now = Instant::now();
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let info = sample
-                        .caps()
-                        .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
-                    let stamp = match (stamp_tile, sample.buffer(), &info) {
-                        (Some(tile), Some(buffer), Some(info)) => {
-                            buffer.map_readable().ok().and_then(|map| {
-                                read_stamp(map.as_slice(), info.stride()[0] as usize, tile)
-                            })
+        let attach = move |sink: &gst_app::AppSink| {
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let now = Instant::now();
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let info = sample
+                            .caps()
+                            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+                        let stamp = match (stamp_tile, sample.buffer(), &info) {
+                            (Some(tile), Some(buffer), Some(info)) => {
+                                buffer.map_readable().ok().and_then(|map| {
+                                    read_stamp(map.as_slice(), info.stride()[0] as usize, tile)
+                                })
+                            }
+                            _ => None,
+                        };
+                        // Poisoning would need a panic in this very callback; keep going regardless.
+                        let mut r = cb_report.lock().unwrap_or_else(|p| p.into_inner());
+                        r.decoded.push(now);
+                        if let Some(info) = info {
+                            r.size = (info.width(), info.height());
                         }
-                        _ => None,
-                    };
-                    // Poisoning would need a panic in this very callback; keep going regardless.
-                    let mut r = cb_report.lock().unwrap_or_else(|p| p.into_inner());
-                    r.decoded.push(now);
-                    if let Some(info) = info {
-                        r.size = (info.width(), info.height());
-                    }
-                    if let Some(s) = stamp {
-                        r.stamps.push((s, now));
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| build_err("starting a video probe", e))?;
+                        if let Some(s) = stamp {
+                            r.stamps.push((s, now));
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            )
+        };
         Ok(VideoProbe {
-            pipeline,
-            appsrc,
-            caps_set: AtomicBool::new(false),
+            decode: DecodePipeline::start(desc, "a video probe", attach)?,
             report,
         })
     }
@@ -442,27 +483,13 @@ impl VideoProbe {
 
 impl RtpSink for VideoProbe {
     fn push(&self, packet: Bytes) {
-        if packet.len() < 12 {
-            return;
-        }
-        if !self.caps_set.swap(true, Ordering::AcqRel) {
-            set_payload_caps(&self.appsrc, &packet);
-        }
-        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(packet));
-    }
-}
-
-impl Drop for VideoProbe {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        self.decode.push(packet);
     }
 }
 
 /// A sampled receiver's audio decoder: RTP in, click onsets out.
 pub struct AudioProbe {
-    pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
-    caps_set: AtomicBool,
+    decode: DecodePipeline,
     onsets: Arc<Mutex<Vec<Instant>>>,
 }
 
@@ -473,60 +500,45 @@ impl AudioProbe {
                     caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000 \
                     ! rtpopusdepay ! opusdec ! audioconvert \
                     ! appsink name=out sync=false caps=audio/x-raw,format=S16LE,rate=48000,channels=1";
-        let pipeline = gst::parse::launch(desc)
-            .map_err(|e| build_err("building an audio probe", e))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| build_err("audio probe", "not a pipeline"))?;
-        let appsrc = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| build_err("audio probe", "no appsrc"))?;
-        let sink = pipeline
-            .by_name("out")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| build_err("audio probe", "no appsink"))?;
         let onsets = Arc::new(Mutex::new(Vec::new()));
         let cb_onsets = onsets.clone();
         // Samples since the signal was last loud: a click counts after 200 ms of quiet.
         let mut quiet_for = usize::MAX;
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let now = Instant::now();
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buffer) = sample.buffer() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let Ok(map) = buffer.map_readable() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    for s in map.as_slice().chunks_exact(2) {
-                        let v = i16::from_le_bytes([s[0], s[1]]).unsigned_abs();
-                        if v > 8000 {
-                            if quiet_for > 48_000 / 5 {
-                                // The buffer arrived whole just now; its samples are in the past
-                                // of `now`, which only makes latency read slightly high.
-                                cb_onsets
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(now);
+        let attach = move |sink: &gst_app::AppSink| {
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let now = Instant::now();
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let Some(buffer) = sample.buffer() else {
+                            return Ok(gst::FlowSuccess::Ok);
+                        };
+                        let Ok(map) = buffer.map_readable() else {
+                            return Ok(gst::FlowSuccess::Ok);
+                        };
+                        for s in map.as_slice().chunks_exact(2) {
+                            let v = i16::from_le_bytes([s[0], s[1]]).unsigned_abs();
+                            if v > 8000 {
+                                if quiet_for > 48_000 / 5 {
+                                    // The buffer arrived whole just now; its samples are in the past
+                                    // of `now`, which only makes latency read slightly high.
+                                    cb_onsets
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .push(now);
+                                }
+                                quiet_for = 0;
+                            } else {
+                                quiet_for = quiet_for.saturating_add(1);
                             }
-                            quiet_for = 0;
-                        } else {
-                            quiet_for = quiet_for.saturating_add(1);
                         }
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| build_err("starting an audio probe", e))?;
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            )
+        };
         Ok(AudioProbe {
-            pipeline,
-            appsrc,
-            caps_set: AtomicBool::new(false),
+            decode: DecodePipeline::start(desc, "an audio probe", attach)?,
             onsets,
         })
     }
@@ -542,19 +554,7 @@ impl AudioProbe {
 
 impl RtpSink for AudioProbe {
     fn push(&self, packet: Bytes) {
-        if packet.len() < 12 {
-            return;
-        }
-        if !self.caps_set.swap(true, Ordering::AcqRel) {
-            set_payload_caps(&self.appsrc, &packet);
-        }
-        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(packet));
-    }
-}
-
-impl Drop for AudioProbe {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        self.decode.push(packet);
     }
 }
 

@@ -811,8 +811,12 @@ mod tests {
                 .add_input(s, &codec(MediaKind::Video, "video/VP8", 90000), Some(rect))
                 .expect("video input");
         }
+        // Nobody receives yet: only the two mix-minus encoders run, no video encoder.
         let stats = mixer.stats();
-        assert_eq!((stats.inputs, stats.audio_encoders), (4, 3));
+        assert_eq!((stats.inputs, stats.audio_encoders, stats.video_encoders), (4, 2, 0));
+        mixer.set_receivers(true, true);
+        let stats = mixer.stats();
+        assert_eq!((stats.audio_encoders, stats.video_encoders), (3, 1));
         // Each source is in the "everyone" mix and in the other's mix-minus, not its own.
         assert_eq!(mixer.audio_links.len(), 4);
         assert!(!mixer.audio_links.contains_key(&(a, Some(a))));

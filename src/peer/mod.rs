@@ -226,7 +226,7 @@ impl PeerFactory {
         plan: SendPlan,
         events: mpsc::Sender<PeerEvent>,
     ) -> Result<(Peer, String), PeerError> {
-        let (mut peer, mut gathered) = self.new_peer(session, events).await?;
+        let (peer, mut gathered) = self.new_peer(session, events).await?;
         let result = async {
             let offer = RTCSessionDescription::offer(offer.to_owned())
                 .map_err(|e| PeerError::BadOffer(e.to_string()))?;
@@ -258,16 +258,7 @@ impl PeerFactory {
             Ok::<_, PeerError>((outgoing, sdp))
         }
         .await;
-        match result {
-            Ok((outgoing, sdp)) => {
-                peer.adopt(outgoing);
-                Ok((peer, sdp))
-            }
-            Err(e) => {
-                peer.close().await;
-                Err(e)
-            }
-        }
+        peer.settle(result).await
     }
 
     /// The offering side, for clients (the load generator): an offer that sends the kinds in
@@ -280,7 +271,7 @@ impl PeerFactory {
         receive: SendPlan,
         events: mpsc::Sender<PeerEvent>,
     ) -> Result<(Peer, String), PeerError> {
-        let (mut peer, mut gathered) = self.new_peer(session, events).await?;
+        let (peer, mut gathered) = self.new_peer(session, events).await?;
         let result = async {
             let mut outgoing = Vec::new();
             for (kind, sends, receives) in [
@@ -326,16 +317,7 @@ impl PeerFactory {
             Ok::<_, PeerError>((outgoing, sdp))
         }
         .await;
-        match result {
-            Ok((outgoing, sdp)) => {
-                peer.adopt(outgoing);
-                Ok((peer, sdp))
-            }
-            Err(e) => {
-                peer.close().await;
-                Err(e)
-            }
-        }
+        peer.settle(result).await
     }
 
     async fn new_peer(
@@ -585,10 +567,24 @@ async fn add_outgoing(
 }
 
 impl Peer {
-    fn adopt(&mut self, outgoing: Vec<Outgoing>) {
-        for out in outgoing {
-            self.watch_feedback(&out);
-            self.outgoing.push(out);
+    /// Ends a negotiation: keeps the outgoing tracks and returns the SDP, or closes the
+    /// connection on failure so nothing of it outlives the error.
+    async fn settle(
+        mut self,
+        result: Result<(Vec<Outgoing>, String), PeerError>,
+    ) -> Result<(Peer, String), PeerError> {
+        match result {
+            Ok((outgoing, sdp)) => {
+                for out in outgoing {
+                    self.watch_feedback(&out);
+                    self.outgoing.push(out);
+                }
+                Ok((self, sdp))
+            }
+            Err(e) => {
+                self.close().await;
+                Err(e)
+            }
         }
     }
 
