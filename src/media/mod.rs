@@ -813,7 +813,10 @@ mod tests {
         }
         // Nobody receives yet: only the two mix-minus encoders run, no video encoder.
         let stats = mixer.stats();
-        assert_eq!((stats.inputs, stats.audio_encoders, stats.video_encoders), (4, 2, 0));
+        assert_eq!(
+            (stats.inputs, stats.audio_encoders, stats.video_encoders),
+            (4, 2, 0)
+        );
         mixer.set_receivers(true, true);
         let stats = mixer.stats();
         assert_eq!((stats.audio_encoders, stats.video_encoders), (3, 1));
