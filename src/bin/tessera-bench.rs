@@ -309,11 +309,19 @@ impl Joiner {
         }
         let (connected_tx, connected) = watch::channel(false);
         let (stop_tx, mut stop) = tokio::sync::oneshot::channel();
+        let keyframe_wanted = match &handling {
+            Receive::Probe { video, .. } => Some(video.keyframe_wanted()),
+            Receive::Discard => None,
+        };
         let task = tokio::spawn(async move {
             let discard: Arc<dyn RtpSink> = Arc::new(CountingSink::default());
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
+                    // A sampled receiver that lost packets asks for a keyframe, as browsers do.
+                    _ = async { keyframe_wanted.as_ref().expect("guarded by the branch condition").notified().await }, if keyframe_wanted.is_some() => {
+                        peer.request_keyframe().await;
+                    }
                     ev = events.recv() => match ev {
                         Some(PeerEvent { kind: PeerEventKind::Track(track), .. }) => {
                             let sink: Arc<dyn RtpSink> = match (&handling, track.codec.kind) {
@@ -372,7 +380,7 @@ async fn wait_connected<'a>(
 async fn wait_idle(http: &reqwest::Client, base: &str, results: &mut Results) {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let rooms = async {
+        let counts = async {
             let text = http
                 .get(format!("{base}/debug/counts"))
                 .send()
@@ -381,16 +389,20 @@ async fn wait_idle(http: &reqwest::Client, base: &str, results: &mut Results) {
                 .text()
                 .await
                 .ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v["rooms"].as_i64()
+            serde_json::from_str::<serde_json::Value>(&text).ok()
         }
-        .await;
-        if rooms == Some(0) {
+        .await
+        .unwrap_or_default();
+        let idle = ["rooms", "pipelines", "peers", "media_tasks"]
+            .iter()
+            .all(|k| counts[k].as_i64() == Some(0));
+        if idle {
+            eprintln!("server idle: {counts}");
             return;
         }
         if Instant::now() > until {
             results.notes.push(format!(
-                "the server still ran {rooms:?} rooms 20 s after a step ended"
+                "the server was not idle 20 s after a step ended: {counts}"
             ));
             return;
         }

@@ -424,6 +424,9 @@ pub struct VideoReport {
 pub struct VideoProbe {
     decode: DecodePipeline,
     report: Arc<Mutex<VideoReport>>,
+    /// Notified when the depayloader or decoder asks for a keyframe (a loss): the receiver
+    /// should send a PLI, as a browser would.
+    keyframe_wanted: Arc<tokio::sync::Notify>,
 }
 
 impl VideoProbe {
@@ -431,7 +434,7 @@ impl VideoProbe {
     pub fn new(stamp_tile: Option<(i32, i32, i32, i32)>) -> Result<VideoProbe, MediaError> {
         let desc = "appsrc name=src is-live=true format=time do-timestamp=true leaky-type=downstream max-bytes=4000000 \
                     caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000 \
-                    ! rtpvp8depay wait-for-keyframe=true ! vp8dec threads=1 \
+                    ! rtpvp8depay wait-for-keyframe=true request-keyframe=true ! vp8dec threads=1 \
                     ! appsink name=out sync=false max-buffers=2 drop=true caps=video/x-raw,format=I420";
         let report = Arc::new(Mutex::new(VideoReport::default()));
         let cb_report = report.clone();
@@ -466,10 +469,29 @@ impl VideoProbe {
                     .build(),
             )
         };
+        let decode = DecodePipeline::start(desc, "a video probe", attach)?;
+        let keyframe_wanted = Arc::new(tokio::sync::Notify::new());
+        if let Some(pad) = decode.appsrc.static_pad("src") {
+            let wanted = keyframe_wanted.clone();
+            pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && gst_video::ForceKeyUnitEvent::is(event)
+                {
+                    wanted.notify_one();
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
         Ok(VideoProbe {
-            decode: DecodePipeline::start(desc, "a video probe", attach)?,
+            decode,
             report,
+            keyframe_wanted,
         })
+    }
+
+    /// Notified whenever the decoder needs a keyframe.
+    pub fn keyframe_wanted(&self) -> Arc<tokio::sync::Notify> {
+        self.keyframe_wanted.clone()
     }
 
     /// A copy of what it has seen so far.

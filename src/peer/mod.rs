@@ -47,6 +47,27 @@ use crate::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId};
 
 pub use offer::{Direction, MediaOffer, OfferSummary, inspect_offer};
 
+#[cfg(test)]
+mod tests {
+    use super::is_vp8_keyframe_start;
+
+    #[test]
+    fn vp8_keyframes_are_recognised_from_the_payload_descriptor() {
+        // Extended descriptor with a 15-bit picture id, then a key frame (P bit clear).
+        assert!(is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x10]));
+        assert!(
+            !is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x11]),
+            "interframe"
+        );
+        assert!(
+            !is_vp8_keyframe_start(&[0x80, 0x80, 0x81, 0x23, 0x10]),
+            "not a partition start"
+        );
+        assert!(is_vp8_keyframe_start(&[0x10, 0x50]), "minimal descriptor");
+        assert!(!is_vp8_keyframe_start(&[]));
+    }
+}
+
 /// Payload type we prefer for VP8 (answers use the offerer's numbers).
 const VP8_PT: u8 = 96;
 /// Payload type we prefer for Opus.
@@ -450,6 +471,39 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
         })
 }
 
+/// Whether an RTP payload starts a VP8 keyframe (RFC 7741): the descriptor's S bit with
+/// partition 0, and the P bit of the frame header clear.
+fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    if first & 0x10 == 0 || first & 0x0f != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let Some(&ext) = payload.get(1) else {
+            return false;
+        };
+        at = 2;
+        if ext & 0x80 != 0 {
+            // PictureID, 7 or 15 bits.
+            at += if payload.get(at).is_some_and(|b| b & 0x80 != 0) {
+                2
+            } else {
+                1
+            };
+        }
+        if ext & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if ext & 0x30 != 0 {
+            at += 1; // TID / KEYIDX
+        }
+    }
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+}
+
 /// The payload type each outgoing track must carry is only known once negotiated. Senders
 /// come in m-line order, which is the offerer's, so they are matched by track.
 async fn fix_payload_types(pc: &Arc<dyn PeerConnection>, outgoing: &mut [Outgoing]) {
@@ -620,12 +674,22 @@ impl Peer {
         let (lagged, events, session) = (self.lagged.clone(), self.events.clone(), self.session);
         self.tasks.spawn(async move {
             let _live = Live::new(&metrics::MEDIA_TASKS);
+            // A receiver's video starts at a keyframe: packets of the frames before it could
+            // not be decoded, and the decoder would only answer them with a PLI that delays the
+            // next forced keyframe for everyone (they are coalesced).
+            let mut await_keyframe = kind == MediaKind::Video;
             loop {
                 match output.recv().await {
                     Ok(bytes) => {
                         let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut &bytes[..]) else {
                             continue;
                         };
+                        if await_keyframe {
+                            if !is_vp8_keyframe_start(&packet.payload) {
+                                continue;
+                            }
+                            await_keyframe = false;
+                        }
                         packet.header.ssrc = ssrc;
                         packet.header.payload_type = pt;
                         // Fails only before DTLS is up or after close; either way nothing to do.
@@ -636,6 +700,7 @@ impl Peer {
                         // decoder needs a fresh keyframe to recover.
                         lagged.fetch_add(n, Ordering::Relaxed);
                         if kind == MediaKind::Video {
+                            await_keyframe = true;
                             let _ = events.try_send(PeerEvent {
                                 session,
                                 kind: PeerEventKind::KeyframeRequested,
