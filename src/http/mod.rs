@@ -7,13 +7,16 @@
 //! | `POST /rooms/{room}/whip` | `application/sdp` offer → 201 + answer + `Location` (participant/contributor) |
 //! | `POST /rooms/{room}/whep` | `application/sdp` recvonly offer → 201 + answer + `Location` (viewer) |
 //! | `DELETE /rooms/{room}/sessions/{id}` | leave |
-//! | `PATCH /rooms/{room}/sessions/{id}` | trickle ICE: 405 for now (RFC 9725 §4.3.1: non-trickle servers answer 405) |
+//! | `PATCH /rooms/{room}/sessions/{id}` | trickle ICE (`application/trickle-ice-sdpfrag`, `If-Match`) → 204; ICE restart → 422 |
+//! | `PUT /rooms/{room}/sessions/{id}/mute` | `{"audio": bool, "video": bool}`: what the session stopped sending → 204 |
+//! | `GET /rooms/{room}/events` | the room's events (Server-Sent Events, typed JSON) |
 //! | `GET /rooms`, `GET /rooms/{room}` | room state as JSON |
 //! | `GET /healthz` | liveness |
-//! | `GET /` | the web page (`web/index.html`, embedded) |
+//! | `GET /`, `/view.html`, `/js/*`, `/style.css` | the browser client (`web/`, embedded) |
 //! | `GET /debug/counts` | live rooms, pipelines, peers, tasks, sockets |
 
 mod errors;
+mod web;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,13 +26,21 @@ use serde::Serialize;
 use warp::Filter;
 use warp::http::{Response, StatusCode, header};
 
-use crate::room::{JoinError, Rooms, valid_room_name};
+use crate::peer::parse_fragment;
+use crate::room::events::RoomEvent;
+use crate::room::{JoinError, Rooms, TrickleError, valid_room_name};
 use crate::types::SessionId;
 
 pub use errors::ErrorBody;
 
 /// Largest SDP body accepted: real offers are a few KiB.
 pub const MAX_BODY: u64 = 64 * 1024;
+/// The media type of trickle ICE fragments (RFC 8840).
+const TRICKLE_TYPE: &str = "application/trickle-ice-sdpfrag";
+/// Response headers a browser page on another origin may read (WHIP/WHEP clients need them).
+const EXPOSED: &str = "location, etag, accept-patch, link";
+/// How often an idle event stream carries a comment, so proxies keep it open.
+const EVENTS_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 type Reply = warp::reply::Response;
 
@@ -52,19 +63,39 @@ pub fn routes(
         .then(leave);
     let patch = warp::patch()
         .and(warp::path!("rooms" / String / "sessions" / String))
-        .map(|_: String, _: String| {
-            errors::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "trickle_not_supported",
-                "this server does not accept trickled candidates yet; its answer carries them all",
-            )
-        });
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("if-match"))
+        .and(limited_body())
+        .and(with_rooms.clone())
+        .then(trickle);
+    let mute = warp::put()
+        .and(warp::path!("rooms" / String / "sessions" / String / "mute"))
+        .and(limited_body())
+        .and(with_rooms.clone())
+        .then(mute);
+    let events = warp::get()
+        .and(warp::path!("rooms" / String / "events"))
+        .and(with_rooms.clone())
+        .map(events);
     let options = warp::options()
-        .and(warp::path!("rooms" / String / String))
-        .map(|_: String, _: String| {
+        .and(warp::path::tail())
+        .map(|_: warp::path::Tail| {
+            // CORS preflight and RFC 9725's OPTIONS: what each resource takes.
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .header("accept-post", "application/sdp")
+                .header("accept-patch", TRICKLE_TYPE)
+                .header("access-control-allow-origin", "*")
+                .header(
+                    "access-control-allow-methods",
+                    "GET, POST, PATCH, PUT, DELETE, OPTIONS",
+                )
+                .header(
+                    "access-control-allow-headers",
+                    "content-type, if-match, authorization",
+                )
+                .header("access-control-expose-headers", EXPOSED)
+                .header("access-control-max-age", "600")
                 .body("".into())
                 .expect("static response parts are valid")
         });
@@ -88,12 +119,15 @@ pub fn routes(
     let health = warp::get()
         .and(warp::path!("healthz"))
         .map(|| json(StatusCode::OK, &Health { status: "ok" }));
-    let index = warp::get().and(warp::path::end()).map(|| {
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(include_str!("../../web/index.html").into())
-            .expect("static response parts are valid")
-    });
+    // Last of the GET routes: anything else is a 404 (not the 405 warp would infer from the
+    // other methods' routes).
+    let web = warp::get()
+        .and(warp::path::tail())
+        .map(|tail: warp::path::Tail| {
+            web::file(tail.as_str()).unwrap_or_else(|| {
+                errors::error(StatusCode::NOT_FOUND, "not_found", "no such page")
+            })
+        });
     let counts = warp::get()
         .and(warp::path!("debug" / "counts"))
         .map(|| json(StatusCode::OK, &crate::metrics::snapshot()));
@@ -101,6 +135,10 @@ pub fn routes(
     join.or(leave)
         .unify()
         .or(patch)
+        .unify()
+        .or(mute)
+        .unify()
+        .or(events)
         .unify()
         .or(options)
         .unify()
@@ -112,10 +150,24 @@ pub fn routes(
         .unify()
         .or(counts)
         .unify()
-        .or(index)
+        .or(web)
         .unify()
         .recover(errors::recover)
         .unify()
+        // Every answer may be read by a page of any origin: WHIP/WHEP players are often served
+        // from elsewhere, and nothing here relies on cookies.
+        .map(|mut reply: Reply| {
+            let headers = reply.headers_mut();
+            headers.insert(
+                "access-control-allow-origin",
+                header::HeaderValue::from_static("*"),
+            );
+            headers.insert(
+                "access-control-expose-headers",
+                header::HeaderValue::from_static(EXPOSED),
+            );
+            reply
+        })
 }
 
 /// The request body, at most [`MAX_BODY`] bytes: refused early by its Content-Length, or while
@@ -180,13 +232,18 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Reply {
         .expect("static response parts are valid")
 }
 
-/// `application/sdp`, ignoring parameters and case.
-fn is_sdp(content_type: Option<&str>) -> bool {
+/// Whether `content_type` is `media_type`, ignoring parameters and case.
+fn has_media_type(content_type: Option<&str>, media_type: &str) -> bool {
     content_type.is_some_and(|ct| {
         ct.split(';')
             .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(media_type))
     })
+}
+
+/// `application/sdp`, ignoring parameters and case.
+fn is_sdp(content_type: Option<&str>) -> bool {
+    has_media_type(content_type, "application/sdp")
 }
 
 async fn join(
@@ -239,9 +296,10 @@ async fn join(
             .status(StatusCode::CREATED)
             .header(header::CONTENT_TYPE, "application/sdp")
             .header(header::LOCATION, session_path(&room, answer.session))
-            .header("access-control-expose-headers", "location")
+            .header(header::ETAG, answer.etag)
+            .header("accept-patch", TRICKLE_TYPE)
             .body(answer.sdp.into())
-            .expect("the session path is a valid header value"),
+            .expect("the session path and etag are valid header values"),
         Err(e) => join_error(e),
     }
 }
@@ -262,24 +320,163 @@ fn join_error(e: JoinError) -> Reply {
     errors::error(status, code, &e.to_string())
 }
 
+/// The session id of a URL segment, if the room name is valid and the segment is hex.
+fn session_id(room: &str, session: &str) -> Option<SessionId> {
+    if !valid_room_name(room) {
+        return None;
+    }
+    u64::from_str_radix(session, 16).ok().map(SessionId)
+}
+
+fn unknown_session(room: &str, session: &str) -> Reply {
+    errors::error(
+        StatusCode::NOT_FOUND,
+        "unknown_session",
+        &format!("no session {session:?} in room {room:?}"),
+    )
+}
+
+fn empty(status: StatusCode) -> Reply {
+    Response::builder()
+        .status(status)
+        .body("".into())
+        .expect("static response parts are valid")
+}
+
 async fn leave(room: String, session: String, rooms: Rooms) -> Reply {
-    let id = u64::from_str_radix(&session, 16).ok().map(SessionId);
-    let found = match id {
-        Some(id) if valid_room_name(&room) => rooms.leave(&room, id).await,
-        _ => false,
+    let found = match session_id(&room, &session) {
+        Some(id) => rooms.leave(&room, id).await,
+        None => false,
     };
     if found {
-        Response::builder()
-            .status(StatusCode::OK)
-            .body("".into())
-            .expect("static response parts are valid")
+        empty(StatusCode::OK)
     } else {
-        errors::error(
-            StatusCode::NOT_FOUND,
-            "unknown_session",
-            &format!("no session {session:?} in room {room:?}"),
-        )
+        unknown_session(&room, &session)
     }
+}
+
+/// RFC 9725 §4.3.1: trickled candidates for the session's ICE session → 204.
+async fn trickle(
+    room: String,
+    session: String,
+    content_type: Option<String>,
+    if_match: Option<String>,
+    body: Result<Bytes, Reply>,
+    rooms: Rooms,
+) -> Reply {
+    let body = match body {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let Some(id) = session_id(&room, &session) else {
+        return unknown_session(&room, &session);
+    };
+    if !has_media_type(content_type.as_deref(), TRICKLE_TYPE) {
+        return errors::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            &format!("trickled candidates must be sent as {TRICKLE_TYPE}"),
+        );
+    }
+    let fragment = match std::str::from_utf8(&body)
+        .map_err(|_| "the fragment is not UTF-8 text".to_owned())
+        .and_then(parse_fragment)
+    {
+        Ok(f) => f,
+        Err(e) => return errors::error(StatusCode::BAD_REQUEST, "bad_fragment", &e),
+    };
+    match rooms.trickle(&room, id, if_match, fragment).await {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(TrickleError::UnknownSession) => unknown_session(&room, &session),
+        Err(e @ TrickleError::EtagMismatch(_)) => errors::error(
+            StatusCode::PRECONDITION_FAILED,
+            "etag_mismatch",
+            &e.to_string(),
+        ),
+        Err(e @ TrickleError::RestartUnsupported) => errors::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ice_restart_unsupported",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// What a session stopped sending; absent fields keep their value.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuteRequest {
+    audio: Option<bool>,
+    video: Option<bool>,
+}
+
+async fn mute(room: String, session: String, body: Result<Bytes, Reply>, rooms: Rooms) -> Reply {
+    let body = match body {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let Some(id) = session_id(&room, &session) else {
+        return unknown_session(&room, &session);
+    };
+    let request: MuteRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return errors::error(
+                StatusCode::BAD_REQUEST,
+                "bad_mute",
+                &format!("expected {{\"audio\": bool, \"video\": bool}}: {e}"),
+            );
+        }
+    };
+    if rooms.mute(&room, id, request.audio, request.video).await {
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        unknown_session(&room, &session)
+    }
+}
+
+/// The room's event stream: a snapshot, then every event of that room as it happens. A reader
+/// that falls behind the bus gets a fresh snapshot instead of the events it missed.
+fn events(room: String, rooms: Rooms) -> Reply {
+    use futures::StreamExt;
+    use warp::Reply as _;
+    if !valid_room_name(&room) {
+        return errors::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_room_name",
+            "room names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+        );
+    }
+    // Subscribed before the snapshot is taken, so nothing falls between the two.
+    let bus = rooms.subscribe_events();
+    let first = futures::stream::once({
+        let (rooms, room) = (rooms.clone(), room.clone());
+        async move { rooms.snapshot(&room).await }
+    });
+    let rest = futures::stream::unfold((bus, rooms, room), |(mut bus, rooms, room)| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match bus.recv().await {
+                Ok(p) if *p.room == *room => return Some((p.event, (bus, rooms, room))),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {
+                    let snapshot = rooms.snapshot(&room).await;
+                    return Some((snapshot, (bus, rooms, room)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = first.chain(rest).map(|event: RoomEvent| {
+        warp::sse::Event::default()
+            .json_data(&event)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    warp::sse::reply(
+        warp::sse::keep_alive()
+            .interval(EVENTS_KEEP_ALIVE)
+            .stream(stream),
+    )
+    .into_response()
 }
 
 #[cfg(test)]

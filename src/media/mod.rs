@@ -180,6 +180,14 @@ struct Input {
     tee: Option<gst::Element>,
 }
 
+/// The tile of a participant whose camera is off: a still picture with their name, on a
+/// compositor pad above their video (`video-placeholder.pipeline`). Made on the first mute and
+/// kept until the session leaves; hidden (alpha 0) while the camera is on.
+struct Placeholder {
+    bin: gst::Bin,
+    pad: gst::Pad,
+}
+
 /// The pushing end of an input, handed to the peer's reading task.
 #[derive(Clone)]
 pub struct RtpInput {
@@ -247,6 +255,13 @@ pub struct Mixer {
     audio_inputs: HashMap<SessionId, Input>,
     /// (source, mix) → link; mix `None` is the "everyone" mix.
     audio_links: HashMap<(SessionId, Option<SessionId>), AudioLink>,
+    /// Each video sender's tile, as last laid out.
+    tiles: HashMap<SessionId, Rect>,
+    placeholders: HashMap<SessionId, Placeholder>,
+    /// Sessions whose camera is off.
+    video_muted: std::collections::HashSet<SessionId>,
+    /// Sessions whose microphone is off.
+    audio_muted: std::collections::HashSet<SessionId>,
     events: mpsc::Sender<MixerEvent>,
     _live: Live,
 }
@@ -299,6 +314,10 @@ impl Mixer {
             video_inputs: HashMap::new(),
             audio_inputs: HashMap::new(),
             audio_links: HashMap::new(),
+            tiles: HashMap::new(),
+            placeholders: HashMap::new(),
+            video_muted: Default::default(),
+            audio_muted: Default::default(),
             events,
             _live: Live::new(&metrics::PIPELINES),
         };
@@ -414,6 +433,10 @@ impl Mixer {
                 pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
                 if let Some(rect) = tile {
                     set_geometry(&pad, rect);
+                    self.tiles.insert(session, rect);
+                }
+                if self.video_muted.contains(&session) {
+                    pad.set_property("alpha", 0.0f64);
                 }
                 input.compositor_pad = Some(pad.clone());
                 src.link(&pad)
@@ -455,6 +478,7 @@ impl Mixer {
             }
             MediaKind::Audio => {
                 self.audio_inputs.insert(session, input);
+                let muted = self.audio_muted.contains(&session);
                 let mixes: Vec<Option<SessionId>> = std::iter::once(None)
                     .chain(
                         self.minus
@@ -465,6 +489,9 @@ impl Mixer {
                     .collect();
                 for mix in mixes {
                     self.link_audio(session, mix)?;
+                }
+                if muted {
+                    self.set_muted_audio(session, true);
                 }
             }
         }
@@ -486,7 +513,8 @@ impl Mixer {
 
     /// Moves every video input to its tile (the reflow after a join or leave). Tiles are set
     /// in one go on the compositor's pads, so the next composed frame has the new grid.
-    pub fn set_tiles(&self, tiles: &[(SessionId, Rect)]) {
+    pub fn set_tiles(&mut self, tiles: &[(SessionId, Rect)]) {
+        self.tiles = tiles.iter().copied().collect();
         for (session, rect) in tiles {
             if let Some(pad) = self
                 .video_inputs
@@ -495,7 +523,146 @@ impl Mixer {
             {
                 set_geometry(pad, *rect);
             }
+            if let Some(p) = self.placeholders.get(session) {
+                set_geometry(&p.pad, *rect);
+            }
         }
+    }
+
+    /// Silences (or restores) `session`'s voice in every mix, whether or not it still sends.
+    pub fn set_muted_audio(&mut self, session: SessionId, muted: bool) {
+        if muted {
+            self.audio_muted.insert(session);
+        } else {
+            self.audio_muted.remove(&session);
+        }
+        for ((source, _), link) in &self.audio_links {
+            if *source == session {
+                link.mixer_pad.set_property("mute", muted);
+            }
+        }
+    }
+
+    /// Shows `name` in `session`'s tile instead of its video (camera off), or its video again.
+    /// Back on, the video replaces the placeholder at its first new frame, so nobody sees the
+    /// frozen frame from before the mute.
+    pub fn set_muted_video(&mut self, session: SessionId, muted: bool, name: &str) {
+        if muted {
+            self.video_muted.insert(session);
+            if let Err(e) = self.show_placeholder(session, name) {
+                tracing::warn!(%session, "showing the camera-off placeholder: {e}");
+            }
+            if let Some(pad) = self.video_pad(session) {
+                // Hidden, so the compositor does not even convert its stale frame.
+                pad.set_property("alpha", 0.0f64);
+            }
+            return;
+        }
+        self.video_muted.remove(&session);
+        let placeholder = self.placeholders.get(&session).map(|p| p.pad.clone());
+        let video_pad = self.video_pad(session);
+        let src = self
+            .video_inputs
+            .get(&session)
+            .and_then(|i| i.bin.static_pad("src"));
+        match (video_pad, src) {
+            (Some(video_pad), Some(src)) => {
+                src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    video_pad.set_property("alpha", 1.0f64);
+                    if let Some(p) = &placeholder {
+                        p.set_property("alpha", 0.0f64);
+                    }
+                    gst::PadProbeReturn::Remove
+                });
+            }
+            _ => {
+                if let Some(p) = placeholder {
+                    p.set_property("alpha", 0.0f64);
+                }
+            }
+        }
+    }
+
+    fn video_pad(&self, session: SessionId) -> Option<gst::Pad> {
+        self.video_inputs
+            .get(&session)
+            .and_then(|i| i.compositor_pad.clone())
+    }
+
+    fn show_placeholder(&mut self, session: SessionId, name: &str) -> Result<(), MediaError> {
+        if let Some(p) = self.placeholders.get(&session) {
+            p.pad.set_property("alpha", 1.0f64);
+            return Ok(());
+        }
+        let context = || format!("adding the camera-off placeholder of {session}");
+        let desc = self.templates.render("video-placeholder.pipeline", &[])?;
+        // Only `out` is ghosted: a ghosted text pad would make textoverlay draw that stream's
+        // text (none) instead of its `text` property.
+        let bin =
+            gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
+        bin.set_property("name", format!("placeholder-{session}"));
+        let out = bin
+            .by_name("out")
+            .and_then(|e| e.static_pad("src"))
+            .ok_or_else(|| build_err(context(), "the placeholder has no element named out"))?;
+        let ghost = gst::GhostPad::builder_with_target(&out)
+            .map_err(|e| build_err(context(), e))?
+            .name("src")
+            .build();
+        bin.add_pad(&ghost).map_err(|e| build_err(context(), e))?;
+        if let Some(label) = bin.by_name("label") {
+            label.set_property("text", name);
+        }
+        self.pipeline
+            .add(&bin)
+            .map_err(|e| build_err(context(), e))?;
+        let pad = self
+            .compositor
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
+        // Above the session's video, filling its tile exactly.
+        pad.set_property("zorder", 10_000u32);
+        if let Some(rect) = self.tiles.get(&session) {
+            set_geometry(&pad, *rect);
+        }
+        let placeholder = Placeholder {
+            bin: bin.clone(),
+            pad: pad.clone(),
+        };
+        let linked = bin
+            .static_pad("src")
+            .ok_or_else(|| build_err(context(), "the placeholder has no src pad"))
+            .and_then(|src| {
+                src.link(&pad)
+                    .map(|_| ())
+                    .map_err(|e| build_err(context(), e))
+            })
+            .and_then(|_| {
+                bin.sync_state_with_parent()
+                    .map_err(|e| build_err(context(), e))
+            });
+        match linked {
+            Ok(()) => {
+                self.placeholders.insert(session, placeholder);
+                self.dump_graph(&format!("placeholder-{session}"));
+                Ok(())
+            }
+            Err(e) => {
+                self.remove_placeholder(placeholder);
+                Err(e)
+            }
+        }
+    }
+
+    fn remove_placeholder(&self, p: Placeholder) {
+        if let Some(src) = p.bin.static_pad("src") {
+            block_until_idle(&src);
+            if let Some(peer) = src.peer() {
+                let _ = src.unlink(&peer);
+            }
+        }
+        self.compositor.release_request_pad(&p.pad);
+        remove_bin(&self.pipeline, &p.bin);
     }
 
     /// Gives `session` its own mix-minus (everyone's audio but its own).
@@ -538,6 +705,12 @@ impl Mixer {
         if let Some(mix) = self.minus.remove(&session) {
             remove_bin(&self.pipeline, &mix.bin);
         }
+        if let Some(p) = self.placeholders.remove(&session) {
+            self.remove_placeholder(p);
+        }
+        self.tiles.remove(&session);
+        self.video_muted.remove(&session);
+        self.audio_muted.remove(&session);
         self.dump_graph(&format!("removed-{session}"));
     }
 

@@ -25,6 +25,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "audio-input-opus.pipeline",
         include_str!("../../pipelines/audio-input-opus.pipeline"),
     ),
+    (
+        "video-placeholder.pipeline",
+        include_str!("../../pipelines/video-placeholder.pipeline"),
+    ),
 ];
 
 /// The loaded descriptions.

@@ -13,6 +13,7 @@
 
 mod keyframe_interceptor;
 mod offer;
+mod trickle;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -46,6 +48,7 @@ use crate::metrics::{self, Live};
 use crate::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId};
 
 pub use offer::{Direction, MediaOffer, OfferSummary, inspect_offer};
+pub use trickle::{TrickleCandidate, TrickleFragment, ice_ufrag, parse_fragment};
 
 #[cfg(test)]
 mod tests {
@@ -148,6 +151,10 @@ pub struct SendPlan {
 #[derive(Debug, Clone)]
 pub struct PeerFactory {
     config: RtcConfig,
+    /// Whether this host can join the mDNS multicast group (resolving browsers' `.local`
+    /// candidates). Where it cannot (a network namespace with only `lo`, some containers),
+    /// webrtc-rs's driver would fail at start, so mDNS is off; checks find the peer anyway.
+    mdns: bool,
 }
 
 /// An outgoing track and what it takes to write to it.
@@ -234,7 +241,17 @@ impl PeerConnectionEventHandler for Handler {
 impl PeerFactory {
     /// A factory with the server's transport settings.
     pub fn new(config: RtcConfig) -> PeerFactory {
-        PeerFactory { config }
+        let mdns = match rtc::mdns::MulticastSocket::new().into_std() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "no multicast here ({e}): browsers' mDNS (.local) candidates will not be \
+                     resolved; peer-reflexive candidates from connectivity checks still connect"
+                );
+                false
+            }
+        };
+        PeerFactory { config, mdns }
     }
 
     /// Answers `offer` for `session`: builds the connection, adds the tracks of `plan`, gathers
@@ -378,6 +395,9 @@ impl PeerFactory {
             // Connectivity checks every 50 ms (RFC 8445's Ta, what browsers pace at) instead of
             // 200 ms: joining is faster by several check rounds.
             .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(25));
+        if !self.mdns {
+            settings = settings.with_multicast_dns_mode(MulticastDnsMode::Disabled);
+        }
         let ip = self.config.rtc_ip;
         if ip.is_some_and(|ip| ip.is_loopback()) {
             // Asked for explicitly (tests, a same-host proxy): loopback is then the only address.
@@ -741,6 +761,29 @@ impl Peer {
 
     /// Sends the remote video sender a PLI (it should send a keyframe); false if there was no
     /// incoming video to send it for or the send failed.
+    /// Adds the candidates of a trickle fragment (same ICE session). Returns how many were
+    /// taken: a candidate the agent cannot use (an unresolvable mDNS name, an unknown
+    /// transport) is skipped, as a browser would; connectivity checks find the way anyway.
+    pub async fn add_remote_candidates(&self, fragment: &TrickleFragment) -> usize {
+        let mut taken = 0;
+        for c in &fragment.candidates {
+            let init = webrtc::peer_connection::RTCIceCandidateInit {
+                candidate: c.candidate.clone(),
+                sdp_mid: c.mid.clone(),
+                sdp_mline_index: Some(c.mline_index),
+                username_fragment: fragment.ufrag.clone(),
+                ..Default::default()
+            };
+            match self.pc.add_ice_candidate(init).await {
+                Ok(()) => taken += 1,
+                Err(e) => {
+                    tracing::debug!(session = %self.session, candidate = %c.candidate, "trickled candidate skipped: {e}")
+                }
+            }
+        }
+        taken
+    }
+
     pub async fn request_keyframe(&self) -> bool {
         let Some(track) = &self.remote_video else {
             tracing::debug!(session = %self.session, "no incoming video to send a PLI to");

@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::events::{LeaveReason, RoomEvent, TileInfo};
 use super::keyframe::{Decision, KeyframeGate};
-use super::{Canvas, JoinAnswer, JoinError, RoomCommand, RoomInfo, Rooms, SessionInfo, layout};
+use super::{
+    Canvas, JoinAnswer, JoinError, RoomCommand, RoomInfo, Rooms, SessionInfo, TrickleError, layout,
+};
 use crate::media::{Mixer, MixerEvent};
 use crate::metrics::{self, Live};
 use crate::peer::{
     self, Direction, OfferSummary, Peer, PeerError, PeerEvent, PeerEventKind, SendPlan,
+    TrickleFragment,
 };
 use crate::types::{ConnectionState, MediaKind, Rect, SessionId, SessionKind};
 
@@ -122,6 +126,12 @@ struct Session {
     /// It receives the "everyone" audio mix (it has no mix-minus of its own).
     hears_everyone: bool,
     last_pli: Option<Instant>,
+    /// The entity tag of its ICE session, quoted (RFC 9725 §4.3.1).
+    etag: String,
+    /// The ICE username fragment of its offer: a trickle fragment with another one is a restart.
+    remote_ufrag: Option<String>,
+    audio_muted: bool,
+    video_muted: bool,
 }
 
 struct Pending {
@@ -130,6 +140,7 @@ struct Pending {
     sends_video: bool,
     plan: SendPlan,
     has_mix_minus: bool,
+    remote_ufrag: Option<String>,
     reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     /// Peer events that arrived before the negotiation finished.
     early: Vec<PeerEventKind>,
@@ -138,7 +149,8 @@ struct Pending {
 type Negotiated = (SessionId, Result<(Peer, String), PeerError>);
 
 pub(super) struct RoomActor {
-    name: String,
+    /// The room's name (shared with every event it publishes).
+    name: Arc<str>,
     instance: u64,
     rooms: Rooms,
     mixer: Mixer,
@@ -169,7 +181,7 @@ impl RoomActor {
     ) -> RoomActor {
         let (peer_events_tx, peer_events) = mpsc::channel(peer::EVENT_QUEUE);
         RoomActor {
-            name,
+            name: name.into(),
             instance,
             rooms,
             mixer,
@@ -195,14 +207,12 @@ impl RoomActor {
             let keyframe_due = self.keyframes.due();
             let end_at = self.empty_since.map(|t| t + linger);
             tokio::select! {
-                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                 Some(ev) = self.peer_events.recv() => self.on_peer_event(ev).await,
                 Some(ev) = self.mixer_events.recv() => {
-                    if let MixerEvent::Error(e) = &ev {
-                        tracing::error!(room = %self.name, "ending the room after a pipeline error: {e}");
+                    if !self.on_mixer_event(ev).await {
                         break;
                     }
-                    self.on_mixer_event(ev).await;
                 }
                 Some(done) = self.negotiations.join_next() => match done {
                     Ok((session, result)) => self.finish_join(session, result),
@@ -242,6 +252,13 @@ impl RoomActor {
         self.commands.close();
         for s in std::mem::take(&mut self.sessions) {
             self.mixer.remove_session(s.id);
+            if s.kind.sends() {
+                self.publish(RoomEvent::ParticipantLeft {
+                    id: s.id.to_string(),
+                    name: s.name.clone(),
+                    reason: LeaveReason::Closed,
+                });
+            }
             self.closing.spawn(s.peer.close());
         }
         for (_, p) in self.pending.drain() {
@@ -254,6 +271,7 @@ impl RoomActor {
             }
         }
         while self.closing.join_next().await.is_some() {}
+        self.publish(RoomEvent::RoomEnded);
         tracing::info!(room = %self.name, "room ended");
         // Dropping self drops the Mixer: the pipeline goes to Null here.
     }
@@ -266,7 +284,41 @@ impl RoomActor {
         }
     }
 
-    fn on_command(&mut self, cmd: RoomCommand) {
+    fn publish(&self, event: RoomEvent) {
+        self.rooms.inner.events.publish(&self.name, event);
+    }
+
+    fn viewers(&self) -> usize {
+        self.sessions.iter().filter(|s| !s.kind.sends()).count()
+    }
+
+    fn describe(&self, s: &Session) -> SessionInfo {
+        SessionInfo {
+            id: s.id.to_string(),
+            kind: s.kind,
+            name: s.name.clone(),
+            state: s.state,
+            tile: self
+                .tiles()
+                .into_iter()
+                .find(|(id, _)| *id == s.id)
+                .map(|(_, r)| r),
+            audio_muted: s.audio_muted,
+            video_muted: s.video_muted,
+        }
+    }
+
+    /// Tells the event streams about a session's new state.
+    fn publish_updated(&self, idx: usize) {
+        let s = &self.sessions[idx];
+        if s.kind.sends() {
+            self.publish(RoomEvent::ParticipantUpdated {
+                participant: self.describe(s),
+            });
+        }
+    }
+
+    async fn on_command(&mut self, cmd: RoomCommand) {
         match cmd {
             RoomCommand::Join {
                 whep,
@@ -275,13 +327,82 @@ impl RoomActor {
                 reply,
             } => self.begin_join(whep, offer, name, reply),
             RoomCommand::Leave { session, reply } => {
-                let found = self.remove_session(session, "left (DELETE)");
+                let found = self.remove_session(session, LeaveReason::Left);
                 let _ = reply.send(found);
             }
             RoomCommand::Info { reply } => {
                 let _ = reply.send(self.info());
             }
+            RoomCommand::Trickle {
+                session,
+                if_match,
+                fragment,
+                reply,
+            } => {
+                let result = self.trickle(session, if_match, fragment).await;
+                let _ = reply.send(result);
+            }
+            RoomCommand::Mute {
+                session,
+                audio,
+                video,
+                reply,
+            } => {
+                let _ = reply.send(self.mute(session, audio, video).await);
+            }
         }
+    }
+
+    async fn trickle(
+        &mut self,
+        session: SessionId,
+        if_match: Option<String>,
+        fragment: TrickleFragment,
+    ) -> Result<(), TrickleError> {
+        let s = self
+            .sessions
+            .iter()
+            .find(|s| s.id == session)
+            .ok_or(TrickleError::UnknownSession)?;
+        match if_match.as_deref().map(str::trim) {
+            Some("*") => return Err(TrickleError::RestartUnsupported),
+            Some(tag) if tag != s.etag => return Err(TrickleError::EtagMismatch(s.etag.clone())),
+            _ => {}
+        }
+        if fragment.ufrag.is_some() && s.remote_ufrag.is_some() && fragment.ufrag != s.remote_ufrag
+        {
+            return Err(TrickleError::RestartUnsupported);
+        }
+        let taken = s.peer.add_remote_candidates(&fragment).await;
+        tracing::debug!(room = %self.name, %session, taken, end = fragment.end_of_candidates, "trickled candidates");
+        Ok(())
+    }
+
+    async fn mute(&mut self, session: SessionId, audio: Option<bool>, video: Option<bool>) -> bool {
+        let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
+            return false;
+        };
+        let s = &mut self.sessions[idx];
+        let before = (s.audio_muted, s.video_muted);
+        s.audio_muted = audio.unwrap_or(s.audio_muted);
+        s.video_muted = video.unwrap_or(s.video_muted);
+        let after = (s.audio_muted, s.video_muted);
+        if after != before {
+            let (id, name) = (s.id, s.name.clone());
+            if after.0 != before.0 {
+                self.mixer.set_muted_audio(id, after.0);
+            }
+            if after.1 != before.1 {
+                self.mixer
+                    .set_muted_video(id, after.1, name.as_deref().unwrap_or("Guest"));
+            }
+            if before.1 && !after.1 {
+                // Its camera is back: the decoder must start at a keyframe.
+                self.sessions[idx].peer.request_keyframe().await;
+            }
+            self.publish_updated(idx);
+        }
+        true
     }
 
     fn sending_sessions(&self) -> usize {
@@ -325,6 +446,7 @@ impl RoomActor {
         let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
         let session = SessionId::random();
         let has_mix_minus = plan.audio && sends_audio;
+        let remote_ufrag = peer::ice_ufrag(&offer);
         if has_mix_minus {
             // Everyone but themselves: a mix of its own, made before the peer subscribes to it.
             if let Err(e) = self
@@ -349,6 +471,7 @@ impl RoomActor {
                 sends_video,
                 plan,
                 has_mix_minus,
+                remote_ufrag,
                 reply,
                 early: Vec::new(),
             },
@@ -385,6 +508,7 @@ impl RoomActor {
             self.update_empty();
             return;
         }
+        let etag = format!("\"{:016x}\"", rand::random::<u64>());
         self.sessions.push(Session {
             id: session,
             kind: pending.kind,
@@ -396,15 +520,30 @@ impl RoomActor {
             receives_video: pending.plan.video,
             hears_everyone: pending.plan.audio && !pending.has_mix_minus,
             last_pli: None,
+            etag: etag.clone(),
+            remote_ufrag: pending.remote_ufrag,
+            audio_muted: false,
+            video_muted: false,
         });
         tracing::info!(room = %self.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
         if pending.sends_video {
             self.reflow();
         }
+        if pending.kind.sends() {
+            let joined = self.sessions.last().expect("pushed above");
+            self.publish(RoomEvent::ParticipantJoined {
+                participant: self.describe(joined),
+            });
+        } else {
+            self.publish(RoomEvent::ViewersChanged {
+                viewers: self.viewers(),
+            });
+        }
         let _ = pending.reply.send(Ok(JoinAnswer {
             session,
             sdp,
             kind: pending.kind,
+            etag,
         }));
         // Events that came before the answer are replayed through the mailbox they came by.
         for kind in pending.early {
@@ -429,19 +568,47 @@ impl RoomActor {
             .collect()
     }
 
-    fn reflow(&self) {
-        self.mixer.set_tiles(&self.tiles());
+    /// Moves the tiles to the current layout and tells the event streams.
+    fn reflow(&mut self) {
+        let tiles = self.tiles();
+        self.mixer.set_tiles(&tiles);
+        let mix = &self.rooms.inner.config.mix;
+        self.publish(RoomEvent::LayoutChanged {
+            canvas: Canvas {
+                width: mix.width,
+                height: mix.height,
+                fps: mix.fps,
+            },
+            tiles: tiles
+                .iter()
+                .map(|(id, rect)| TileInfo {
+                    id: id.to_string(),
+                    rect: *rect,
+                })
+                .collect(),
+        });
     }
 
-    fn remove_session(&mut self, session: SessionId, why: &str) -> bool {
+    fn remove_session(&mut self, session: SessionId, reason: LeaveReason) -> bool {
         let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
             return false;
         };
         let s = self.sessions.remove(idx);
-        tracing::info!(room = %self.name, %session, "session {why}");
+        tracing::info!(room = %self.name, %session, "session {}", reason.describe());
         // Media first (its appsrc stops taking packets), then the connection.
         self.mixer.remove_session(session);
         self.closing.spawn(s.peer.close());
+        if s.kind.sends() {
+            self.publish(RoomEvent::ParticipantLeft {
+                id: s.id.to_string(),
+                name: s.name.clone(),
+                reason,
+            });
+        } else {
+            self.publish(RoomEvent::ViewersChanged {
+                viewers: self.viewers(),
+            });
+        }
         if s.sends_video {
             self.reflow();
         }
@@ -470,14 +637,31 @@ impl RoomActor {
         match ev.kind {
             PeerEventKind::State(state) => {
                 let s = &mut self.sessions[idx];
+                let changed = s.state != state;
                 s.state = state;
+                if changed
+                    && matches!(
+                        state,
+                        ConnectionState::Disconnected | ConnectionState::Failed
+                    )
+                {
+                    self.publish(RoomEvent::ConnectionProblem {
+                        id: ev.session.to_string(),
+                        name: self.sessions[idx].name.clone(),
+                        state,
+                    });
+                }
+                if changed && !state.is_terminal() {
+                    self.publish_updated(idx);
+                }
+                let s = &mut self.sessions[idx];
                 if state.is_terminal() {
-                    let why = if state == ConnectionState::Failed {
-                        "failed (ICE/DTLS)"
+                    let reason = if state == ConnectionState::Failed {
+                        LeaveReason::Failed
                     } else {
-                        "closed by the peer"
+                        LeaveReason::Closed
                     };
-                    self.remove_session(ev.session, why);
+                    self.remove_session(ev.session, reason);
                 } else if state == ConnectionState::Connected && s.kind.receives() {
                     if !s.sending {
                         // Sending starts once DTLS is up: earlier packets could not be encrypted.
@@ -513,7 +697,7 @@ impl RoomActor {
                     }
                     Err(e) => {
                         tracing::error!(room = %self.name, session = %ev.session, "cannot take its {}: {e}", codec.kind);
-                        self.remove_session(ev.session, "dropped: its media cannot be decoded");
+                        self.remove_session(ev.session, LeaveReason::Dropped);
                     }
                 }
             }
@@ -527,36 +711,32 @@ impl RoomActor {
         }
     }
 
-    async fn on_mixer_event(&mut self, ev: MixerEvent) {
+    /// Handles a pipeline event; false when the room must end.
+    async fn on_mixer_event(&mut self, ev: MixerEvent) -> bool {
         match ev {
-            MixerEvent::Error(_) => {}
+            MixerEvent::Error(e) => {
+                tracing::error!(room = %self.name, "ending the room after a pipeline error: {e}");
+                return false;
+            }
             MixerEvent::LatencyChanged => self.mixer.recalculate_latency(),
             MixerEvent::KeyframeWanted(session) => {
                 let now = Instant::now();
-                if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) {
-                    if s.last_pli.is_some_and(|t| now < t + PLI_INTERVAL) {
-                        return;
-                    }
-                    if s.peer.request_keyframe().await {
-                        s.last_pli = Some(now);
-                    }
+                if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session)
+                    && !s.last_pli.is_some_and(|t| now < t + PLI_INTERVAL)
+                    && s.peer.request_keyframe().await
+                {
+                    s.last_pli = Some(now);
                 }
             }
         }
+        true
     }
 
     fn info(&self) -> RoomInfo {
-        let tiles: HashMap<SessionId, Rect> = self.tiles().into_iter().collect();
         let mix = &self.rooms.inner.config.mix;
-        let describe = |s: &Session| SessionInfo {
-            id: s.id.to_string(),
-            kind: s.kind,
-            name: s.name.clone(),
-            state: s.state,
-            tile: tiles.get(&s.id).copied(),
-        };
+        let describe = |s: &Session| self.describe(s);
         RoomInfo {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             canvas: Canvas {
                 width: mix.width,
                 height: mix.height,

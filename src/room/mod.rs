@@ -6,6 +6,7 @@
 //! rooms only through [`Rooms`]; every answer comes back on a oneshot.
 
 mod actor;
+pub mod events;
 pub mod keyframe;
 pub mod layout;
 
@@ -21,8 +22,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::media::{MediaFactory, MixerStats};
-use crate::peer::PeerFactory;
+use crate::peer::{PeerFactory, TrickleFragment};
 use crate::types::{ConnectionState, Rect, SessionId, SessionKind};
+use events::{EventBus, Published, RoomEvent};
 
 /// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
 const MAILBOX: usize = 64;
@@ -49,6 +51,21 @@ pub enum JoinError {
     Internal(String),
 }
 
+/// Why a trickle `PATCH` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TrickleError {
+    /// No such session (or room).
+    #[error("no such session")]
+    UnknownSession,
+    /// `If-Match` names another ICE session than the current one (RFC 9725: 412).
+    #[error("If-Match does not match the session's ETag {0}")]
+    EtagMismatch(String),
+    /// New ICE credentials or `If-Match: *`: an ICE restart, which this server does not do
+    /// (RFC 9725: 422 when only one of trickle and restart is supported).
+    #[error("ICE restarts are not supported; end this session and join again")]
+    RestartUnsupported,
+}
+
 /// The answer to a successful join.
 #[derive(Debug, Clone)]
 pub struct JoinAnswer {
@@ -58,6 +75,8 @@ pub struct JoinAnswer {
     pub sdp: String,
     /// What the session is.
     pub kind: SessionKind,
+    /// The entity tag of its ICE session (RFC 9725 §4.3.1), quoted.
+    pub etag: String,
 }
 
 /// A session as `GET /rooms/{room}` shows it.
@@ -73,6 +92,12 @@ pub struct SessionInfo {
     pub state: ConnectionState,
     /// Its tile on the canvas, if it sends video.
     pub tile: Option<Rect>,
+    /// It said its microphone is off (it sends no audio).
+    #[serde(default)]
+    pub audio_muted: bool,
+    /// It said its camera is off: its tile shows a placeholder.
+    #[serde(default)]
+    pub video_muted: bool,
 }
 
 /// The canvas of a room's mix.
@@ -116,6 +141,18 @@ enum RoomCommand {
     Info {
         reply: oneshot::Sender<RoomInfo>,
     },
+    Trickle {
+        session: SessionId,
+        if_match: Option<String>,
+        fragment: TrickleFragment,
+        reply: oneshot::Sender<Result<(), TrickleError>>,
+    },
+    Mute {
+        session: SessionId,
+        audio: Option<bool>,
+        video: Option<bool>,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// The mailbox of one room. Cheap to clone; the actor ends when the room does.
@@ -153,6 +190,8 @@ struct RoomsInner {
     /// Every room actor, so shutdown can wait for all of them.
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Every room's events, for the event streams.
+    events: EventBus,
 }
 
 /// The registry of live rooms.
@@ -181,6 +220,7 @@ impl Rooms {
                 map: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                events: EventBus::default(),
             }),
         }
     }
@@ -283,6 +323,72 @@ impl Rooms {
                 .await
                 .unwrap_or(false),
             None => false,
+        }
+    }
+
+    /// Adds trickled candidates to a session (RFC 9725 `PATCH`).
+    pub async fn trickle(
+        &self,
+        room: &str,
+        session: SessionId,
+        if_match: Option<String>,
+        fragment: TrickleFragment,
+    ) -> Result<(), TrickleError> {
+        let handle = self.get(room).ok_or(TrickleError::UnknownSession)?;
+        handle
+            .ask(|reply| RoomCommand::Trickle {
+                session,
+                if_match,
+                fragment,
+                reply,
+            })
+            .await
+            .unwrap_or(Err(TrickleError::UnknownSession))
+    }
+
+    /// Records what a session stopped (or resumed) sending; `None` leaves a flag as it is.
+    /// False if there is no such session.
+    pub async fn mute(
+        &self,
+        room: &str,
+        session: SessionId,
+        audio: Option<bool>,
+        video: Option<bool>,
+    ) -> bool {
+        match self.get(room) {
+            Some(h) => h
+                .ask(|reply| RoomCommand::Mute {
+                    session,
+                    audio,
+                    video,
+                    reply,
+                })
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Every room event from now on (readers keep their room's).
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Published> {
+        self.inner.events.subscribe()
+    }
+
+    /// The `snapshot` event of `room`: its sessions, or `live: false` if it does not run.
+    pub async fn snapshot(&self, room: &str) -> RoomEvent {
+        match self.info(room).await {
+            Some(info) => RoomEvent::Snapshot {
+                room: info.name,
+                live: true,
+                participants: info.participants,
+                viewers: info.viewers.len(),
+            },
+            None => RoomEvent::Snapshot {
+                room: room.to_owned(),
+                live: false,
+                participants: Vec::new(),
+                viewers: 0,
+            },
         }
     }
 

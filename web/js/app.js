@@ -1,0 +1,269 @@
+// The participant page: pick devices, join a room over WHIP with trickle ICE, watch the one
+// mixed stream, mute, leave; the participant list comes from the room's event stream.
+//
+// Query parameters: `room`, `name` prefill the form; `mode=view` opens the viewer page instead;
+// `trickle=0` sends one complete offer after ICE gathering (to compare join times).
+// `window.tessera` exposes the live objects and the measured join time to tests and curious
+// people with a console.
+
+import { HttpSession, describeJoinError, errorFrom } from './whip.js';
+import { RoomWatch } from './events.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+if (params.get('mode') === 'view') {
+  location.replace(`/view.html?room=${encodeURIComponent(params.get('room') || '')}`);
+}
+
+const state = {
+  stream: null, // the local camera + microphone
+  pc: null,
+  senders: { audio: null, video: null },
+  session: null,
+  watch: null,
+  selfId: null,
+  micOn: true,
+  camOn: true,
+  joinMs: null,
+  trickle: params.get('trickle') !== '0',
+};
+window.tessera = state;
+
+function showError(el, sentence) {
+  el.textContent = sentence;
+  el.hidden = !sentence;
+}
+
+function describeMediaError(e) {
+  switch (e && e.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Camera and microphone access was refused. Allow it in the browser\'s site settings, then reload the page.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No camera or microphone was found. Plug one in, then reload the page.';
+    case 'NotReadableError':
+    case 'AbortError':
+      return 'The camera or microphone is in use by another program. Close it, then reload the page.';
+    default:
+      return `The camera or microphone could not be opened: ${(e && e.message) || e}`;
+  }
+}
+
+async function openDevices() {
+  const camera = $('camera').value;
+  const mic = $('microphone').value;
+  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  state.stream = null;
+  $('join').disabled = true;
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({
+      // A weak client sends one modest stream; the server scales it into its tile anyway.
+      video: { deviceId: camera ? { exact: camera } : undefined, width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
+      audio: { deviceId: mic ? { exact: mic } : undefined, echoCancellation: true, noiseSuppression: true },
+    });
+  } catch (e) {
+    showError($('join-error'), describeMediaError(e));
+    return;
+  }
+  showError($('join-error'), '');
+  $('preview').srcObject = state.stream;
+  $('join').disabled = false;
+  await listDevices();
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [select, kind] of [[$('camera'), 'videoinput'], [$('microphone'), 'audioinput']]) {
+    const track = state.stream && state.stream.getTracks().find((t) => t.kind === kind.replace('input', ''));
+    const current = track && track.getSettings().deviceId;
+    select.replaceChildren(
+      ...devices
+        .filter((d) => d.kind === kind)
+        .map((d, i) => new Option(d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`, d.deviceId, false, d.deviceId === current)),
+    );
+  }
+}
+
+function sessionIdOf(location) {
+  return location ? location.split('/').pop() : null;
+}
+
+async function join(event) {
+  event.preventDefault();
+  const room = $('room').value.trim();
+  const name = $('name').value.trim();
+  if (!room || !name || !state.stream) return;
+  localStorage.setItem('tessera.name', name);
+  showError($('join-error'), '');
+  $('join').disabled = true;
+  const started = performance.now();
+
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  state.pc = pc;
+  const audio = state.stream.getAudioTracks()[0];
+  const video = state.stream.getVideoTracks()[0];
+  state.senders = {
+    audio: pc.addTransceiver(audio || 'audio', { direction: audio ? 'sendrecv' : 'recvonly' }).sender,
+    video: pc.addTransceiver(video || 'video', { direction: video ? 'sendrecv' : 'recvonly' }).sender,
+  };
+  const remote = new MediaStream();
+  pc.ontrack = (e) => {
+    remote.addTrack(e.track);
+    $('mix').srcObject = remote;
+  };
+  $('mix').addEventListener('loadeddata', () => {
+    if (state.joinMs === null) state.joinMs = Math.round(performance.now() - started);
+  }, { once: true });
+  pc.onconnectionstatechange = () => onConnectionState(pc);
+
+  const session = new HttpSession(`/rooms/${encodeURIComponent(room)}/whip?name=${encodeURIComponent(name)}`, { trickle: state.trickle });
+  state.session = session;
+  try {
+    await session.start(pc);
+  } catch (e) {
+    pc.close();
+    state.pc = null;
+    state.session = null;
+    showError($('join-error'), describeJoinError(e));
+    $('join').disabled = false;
+    return;
+  }
+  state.selfId = sessionIdOf(session.location);
+  history.replaceState(null, '', `/?room=${encodeURIComponent(room)}`);
+  $('room-title').textContent = room;
+  $('join-view').hidden = true;
+  $('call-view').hidden = false;
+  setStatus('Connecting…');
+  state.watch = new RoomWatch(room, renderPeople, (up) => {
+    if (!up && state.pc) showError($('call-error'), 'Lost the room\'s event stream; trying again…');
+    if (up) showError($('call-error'), '');
+  });
+}
+
+function setStatus(sentence) {
+  $('stage-status').textContent = sentence;
+  $('stage-status').hidden = !sentence;
+}
+
+function onConnectionState(pc) {
+  if (pc !== state.pc) return;
+  switch (pc.connectionState) {
+    case 'connected':
+      setStatus('');
+      showError($('call-error'), '');
+      break;
+    case 'disconnected':
+      setStatus('Connection unstable…');
+      break;
+    case 'failed':
+      setStatus('Disconnected');
+      showError($('call-error'), 'The connection to the server failed. Leave and join again; if it keeps failing, the network may block WebRTC (UDP).');
+      break;
+    default:
+      break;
+  }
+}
+
+function renderPeople(watch) {
+  const people = [...watch.participants.values()];
+  $('people').replaceChildren(
+    ...people.map((p) => {
+      const li = document.createElement('li');
+      li.dataset.id = p.id;
+      const who = document.createElement('span');
+      who.className = 'who';
+      who.textContent = (p.name || 'Guest') + (p.id === state.selfId ? ' (you)' : '');
+      const flags = document.createElement('span');
+      flags.className = 'flags';
+      const notes = [];
+      if (p.audio_muted) notes.push('mic off');
+      if (p.video_muted) notes.push('camera off');
+      if (p.state === 'disconnected' || p.state === 'failed') notes.push('connection problem');
+      flags.textContent = notes.join(' · ');
+      li.append(who, flags);
+      return li;
+    }),
+  );
+  $('viewer-count').textContent = `${people.length} in the room` + (watch.viewers ? `, ${watch.viewers} watching` : '');
+}
+
+async function sendMuteState() {
+  if (!state.session || !state.session.location) return;
+  try {
+    const r = await fetch(`${state.session.location}/mute`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ audio: !state.micOn, video: !state.camOn }),
+    });
+    if (!r.ok) showError($('call-error'), (await errorFrom(r)).message);
+  } catch (_) {
+    showError($('call-error'), 'The server cannot be reached.');
+  }
+}
+
+async function setSending(kind, on) {
+  // Muting stops sending (no packets at all), and the server shows a placeholder in the tile.
+  const track = state.stream && state.stream.getTracks().find((t) => t.kind === kind);
+  const sender = state.pc && state.senders[kind];
+  if (sender) await sender.replaceTrack(on ? track || null : null);
+  if (kind === 'audio') {
+    state.micOn = on;
+    $('toggle-mic').textContent = on ? 'Mute microphone' : 'Unmute microphone';
+    $('toggle-mic').classList.toggle('off', !on);
+  } else {
+    state.camOn = on;
+    $('toggle-cam').textContent = on ? 'Stop camera' : 'Start camera';
+    $('toggle-cam').classList.toggle('off', !on);
+  }
+  await sendMuteState();
+}
+
+async function leave() {
+  const { session, pc, watch } = state;
+  state.pc = null;
+  state.session = null;
+  state.watch = null;
+  if (watch) watch.close();
+  if (session) await session.stop();
+  if (pc) pc.close();
+  $('mix').srcObject = null;
+  state.joinMs = null;
+  state.micOn = state.camOn = true;
+  for (const track of state.stream ? state.stream.getTracks() : []) track.enabled = true;
+  $('toggle-mic').textContent = 'Mute microphone';
+  $('toggle-cam').textContent = 'Stop camera';
+  $('toggle-mic').classList.remove('off');
+  $('toggle-cam').classList.remove('off');
+  $('call-view').hidden = true;
+  $('join-view').hidden = false;
+  $('join').disabled = !state.stream;
+  showError($('call-error'), '');
+}
+
+function init() {
+  $('room').value = params.get('room') || '';
+  $('name').value = params.get('name') || localStorage.getItem('tessera.name') || '';
+  $('room').addEventListener('input', () => {
+    $('view-link').href = `/view.html?room=${encodeURIComponent($('room').value.trim())}`;
+  });
+  $('room').dispatchEvent(new Event('input'));
+  $('join-form').addEventListener('submit', join);
+  $('camera').addEventListener('change', openDevices);
+  $('microphone').addEventListener('change', openDevices);
+  $('toggle-mic').addEventListener('click', () => setSending('audio', !state.micOn));
+  $('toggle-cam').addEventListener('click', () => setSending('video', !state.camOn));
+  $('leave').addEventListener('click', leave);
+  // A closing tab leaves the room at once rather than after the ICE timeout.
+  addEventListener('pagehide', () => {
+    if (state.session) state.session.stop();
+  });
+  if (!navigator.mediaDevices || !window.RTCPeerConnection) {
+    showError($('join-error'), 'This browser cannot make video calls here (it needs WebRTC and a secure page: https or localhost).');
+    return;
+  }
+  openDevices();
+}
+
+init();
