@@ -12,8 +12,9 @@ BUILD_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
   libopus-dev
 )
-# ... and only to run the tests (network namespaces for browser tests later, /proc tools).
-TEST_PACKAGES=(iproute2 procps)
+# ... and only to run the tests: network namespaces for the browser tests (iproute2, unshare
+# from util-linux), /proc tools, and the real browser with its WebDriver.
+TEST_PACKAGES=(iproute2 procps util-linux chromium chromium-driver)
 
 want=("${BUILD_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -526,9 +526,7 @@ impl RoomActor {
             video_muted: false,
         });
         tracing::info!(room = %self.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
-        if pending.sends_video {
-            self.reflow();
-        }
+        // Who joined first, then where the tiles went.
         if pending.kind.sends() {
             let joined = self.sessions.last().expect("pushed above");
             self.publish(RoomEvent::ParticipantJoined {
@@ -538,6 +536,9 @@ impl RoomActor {
             self.publish(RoomEvent::ViewersChanged {
                 viewers: self.viewers(),
             });
+        }
+        if pending.sends_video {
+            self.reflow();
         }
         let _ = pending.reply.send(Ok(JoinAnswer {
             session,

@@ -1,4 +1,6 @@
 //! The one integration-test binary.
 mod bench;
+mod browser;
 mod core_mcu;
+mod room_events;
 mod support;

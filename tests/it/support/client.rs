@@ -768,9 +768,14 @@ pub(super) fn local_track(
     codec: RTCRtpCodec,
 ) -> TrackLocalStaticRTP {
     let ssrc = rand::random::<u32>();
+    // Stream and track ids go into `a=msid`, where a space would split the id in two.
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        format!("{name}-stream"),
-        format!("{name}-{kind}"),
+        format!("{id}-stream"),
+        format!("{id}-{kind}"),
         format!("{name} {kind}"),
         kind,
         vec![RTCRtpEncodingParameters {
@@ -814,6 +819,9 @@ pub(super) async fn build_peer_connection(
         .with_setting_engine(
             SettingEngineBuilder::new()
                 .with_include_loopback_candidate(true)
+                // Loopback only: nothing to resolve, and inside a network namespace with only
+                // `lo` the mDNS multicast socket cannot even be opened.
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
                 .build(),
         )
         .with_interceptor_registry(registry)

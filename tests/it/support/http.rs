@@ -29,6 +29,8 @@ pub struct RawResponse {
     pub status: u16,
     /// The `Location` header, as sent (usually a path).
     pub location: Option<String>,
+    /// The `ETag` header (a WHIP/WHEP session's ICE session tag).
+    pub etag: Option<String>,
     pub content_type: Option<String>,
     pub body: String,
 }
@@ -43,12 +45,14 @@ impl RawResponse {
                 .map(str::to_owned)
         };
         let location = header(reqwest::header::LOCATION);
+        let etag = header(reqwest::header::ETAG);
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let status = response.status().as_u16();
         let body = response.text().await.context("reading the response body")?;
         Ok(RawResponse {
             status,
             location,
+            etag,
             content_type,
             body,
         })
@@ -74,6 +78,38 @@ pub async fn post(url: &Url, content_type: &str, body: impl Into<String>) -> Res
         .send()
         .await
         .with_context(|| format!("POST {url}"))?;
+    RawResponse::read(response).await
+}
+
+/// `PATCH url` with a body of `content_type`, and `If-Match` if given.
+pub async fn patch(
+    url: &Url,
+    content_type: &str,
+    if_match: Option<&str>,
+    body: impl Into<String>,
+) -> Result<RawResponse> {
+    let mut request = client()?
+        .patch(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body.into());
+    if let Some(tag) = if_match {
+        request = request.header(reqwest::header::IF_MATCH, tag);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("PATCH {url}"))?;
+    RawResponse::read(response).await
+}
+
+/// `PUT url` with a JSON body.
+pub async fn put_json(url: &Url, body: &Value) -> Result<RawResponse> {
+    let response = client()?
+        .put(url.clone())
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("PUT {url}"))?;
     RawResponse::read(response).await
 }
 

@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod analysis;
+pub mod browser;
 pub mod client;
 pub mod http;
 pub mod media;

@@ -50,10 +50,19 @@ impl TestServer {
     /// [`start`](Self::start) with extra environment variables for the child (e.g. `RUST_LOG`,
     /// `GST_DEBUG`). The rest of the environment is inherited.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<TestServer> {
+        Self::spawn("127.0.0.1:0", extra_args, env)
+    }
+
+    /// [`start`](Self::start) on a given address: a restarted server on its old port.
+    pub fn start_on(listen: &str, extra_args: &[&str]) -> Result<TestServer> {
+        Self::spawn(listen, extra_args, &[])
+    }
+
+    fn spawn(listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Result<TestServer> {
         let binary = env!("CARGO_BIN_EXE_tessera");
         let mut command = Command::new(binary);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--rtc-ip", "127.0.0.1"])
+            .args(["serve", "--listen", listen, "--rtc-ip", "127.0.0.1"])
             .args(extra_args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

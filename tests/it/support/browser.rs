@@ -1,0 +1,289 @@
+//! A real browser for the browser tests: Debian's chromium, driven through its chromedriver over
+//! WebDriver (fantoccini), with fake camera and microphone.
+//!
+//! Network rule: a browser test runs in a network namespace that has nothing but `lo`.
+//! [`isolated`] re-runs the calling test in a child of this same test binary under
+//! `unshare --net` (the server, chromedriver and chromium all start inside it); the outer test
+//! only waits for that child, with a deadline, and passes or fails with it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Set in the child that runs inside the namespace.
+const INSIDE: &str = "TESSERA_TEST_NETNS";
+/// A whole browser test, inside its namespace, must end within this.
+const CHILD_DEADLINE: Duration = Duration::from_secs(300);
+const DRIVER_STARTUP: Duration = Duration::from_secs(20);
+/// How often a condition in the page is polled.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The flags of the issue: headless, no sandbox (root in CI), fake devices granted without a
+/// prompt, loopback ICE candidates allowed, and nothing that phones home.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-gpu",
+    "--window-size=1280,720",
+    // Sound may start without a click, as on a kiosk configured for it.
+    "--autoplay-policy=no-user-gesture-required",
+];
+
+/// True when the caller is inside its namespace and should run the test body; false when the
+/// body already ran (and passed) in the namespaced child. `test` is the test's path as libtest
+/// names it, e.g. `browser::issue4_viewer_page_reconnects`.
+pub fn isolated(test: &str) -> Result<bool> {
+    if std::env::var_os(INSIDE).is_some() {
+        // /proc/self/net/dev is per network namespace (/sys/class/net is the mounter's).
+        let interfaces: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
+            .context("listing network interfaces")?
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|i| i.trim().to_owned()))
+            .collect();
+        ensure!(
+            interfaces == ["lo"],
+            "the browser test must run with only lo, found {interfaces:?}"
+        );
+        return Ok(true);
+    }
+    let exe = std::env::current_exe().context("finding the test binary")?;
+    let mut command = Command::new("unshare");
+    if !is_root() {
+        // Unprivileged: a user namespace makes the network namespace possible.
+        command.arg("--map-root-user");
+    }
+    command
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            r#"ip link set lo up && exec "$0" "$@""#,
+        ])
+        .arg(&exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INSIDE, "1")
+        .stdin(Stdio::null());
+    let mut child = command
+        .spawn()
+        .context("starting the test in a network namespace (unshare from util-linux)")?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .context("waiting for the namespaced test")?
+        {
+            ensure!(
+                status.success(),
+                "{test} failed inside its network namespace ({status}); its output is above"
+            );
+            return Ok(false);
+        }
+        if started.elapsed() > CHILD_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{test} did not finish within {CHILD_DEADLINE:?} in its network namespace");
+        }
+        // std has no wait-with-timeout on a child process: poll, bounded by the deadline.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Where screenshots go: `target/test-artifacts/`.
+pub fn artifacts_dir() -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A chromedriver on a loopback port of its own choosing; it and every chromium it started are
+/// killed on drop (they share its process group).
+pub struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Chromedriver {
+    pub fn start() -> Result<Chromedriver> {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .context("starting chromedriver (Debian package chromium-driver)")?;
+        let stdout = child.stdout.take().expect("stdout was piped above");
+        let (tx, rx) = mpsc::sync_channel::<u16>(1);
+        // Reads the port line, then drains the rest so chromedriver never blocks on its stdout.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if let Some(port) = line
+                    .split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|rest| rest.trim_end_matches('.').trim().parse().ok())
+                {
+                    let _ = tx.try_send(port);
+                }
+            }
+        });
+        let mut driver = Chromedriver {
+            child,
+            url: String::new(),
+        };
+        let port = rx
+            .recv_timeout(DRIVER_STARTUP)
+            .context("chromedriver did not say which port it listens on")?;
+        driver.url = format!("http://127.0.0.1:{port}");
+        Ok(driver)
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The negative pid is the process group: chromedriver and its browsers ("--" so kill(1)
+        // does not read it as an option).
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One chromium window (its own profile) in a WebDriver session.
+pub struct Browser {
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn open(driver: &Chromedriver) -> Result<Browser> {
+        let profile = tempfile::tempdir().context("a fresh profile directory")?;
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        });
+        let caps = match caps {
+            Value::Object(map) => map,
+            _ => unreachable!("a JSON object literal"),
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .context("opening a chromium session through chromedriver")?;
+        Ok(Browser {
+            client,
+            _profile: profile,
+        })
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))
+    }
+
+    /// Runs `body` (a function body: `return ...;`) in the page and returns its value.
+    pub async fn eval<T: DeserializeOwned>(&self, body: &str) -> Result<T> {
+        let value = self
+            .client
+            .execute(body, vec![])
+            .await
+            .with_context(|| format!("running in the page: {body}"))?;
+        serde_json::from_value(value.clone())
+            .with_context(|| format!("reading {value} from the page ({body})"))
+    }
+
+    /// Runs an async function body (it may `await`) and returns its value.
+    pub async fn eval_async<T: DeserializeOwned>(&self, body: &str) -> Result<T> {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];\
+             (async () => {{ {body} }})().then(done, (e) => done({{ error: String(e) }}));"
+        );
+        let value = self
+            .client
+            .execute_async(&script, vec![])
+            .await
+            .with_context(|| format!("running in the page: {body}"))?;
+        if let Some(e) = value.get("error").and_then(Value::as_str) {
+            bail!("the page threw: {e} ({body})");
+        }
+        serde_json::from_value(value.clone())
+            .with_context(|| format!("reading {value} from the page ({body})"))
+    }
+
+    /// Polls `body` (returning a value; `null`/`false` mean "not yet") until it is truthy.
+    pub async fn wait_for(&self, what: &str, body: &str, deadline: Duration) -> Result<Value> {
+        let end = Instant::now() + deadline;
+        loop {
+            let last = match self.eval_async::<Value>(body).await {
+                Ok(v) if !matches!(v, Value::Null | Value::Bool(false)) => return Ok(v),
+                Ok(v) => v,
+                Err(e) => json!(e.to_string()),
+            };
+            if Instant::now() >= end {
+                bail!("{what}: not within {deadline:?} (last: {last})");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("finding {css}"))?
+            .click()
+            .await
+            .with_context(|| format!("clicking {css}"))
+    }
+
+    /// Saves a PNG of the window to `target/test-artifacts/{name}.png`.
+    pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .context("taking a screenshot")?;
+        let path = artifacts_dir()?.join(format!("{name}.png"));
+        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    pub async fn close(self) -> Result<()> {
+        self.client.close().await.context("closing the browser")
+    }
+}
