@@ -10,8 +10,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn,rtc_dtls=error".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| {
+                "info,webrtc=warn,rtc=warn,rtc_ice=error,rtc_dtls=error".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

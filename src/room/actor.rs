@@ -723,7 +723,7 @@ impl RoomActor {
             MixerEvent::KeyframeWanted(session) => {
                 let now = Instant::now();
                 if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session)
-                    && !s.last_pli.is_some_and(|t| now < t + PLI_INTERVAL)
+                    && s.last_pli.is_none_or(|t| now >= t + PLI_INTERVAL)
                     && s.peer.request_keyframe().await
                 {
                     s.last_pli = Some(now);

@@ -41,7 +41,7 @@ pub enum JoinError {
     #[error("{0}")]
     UnsupportedCodec(String),
     /// The room has as many sending sessions as it may.
-    #[error("the room is full ({0} participants)")]
+    #[error("the room is full: it holds at most {0} participants")]
     RoomFull(usize),
     /// The server is shutting down.
     #[error("the server is shutting down")]

@@ -425,3 +425,88 @@ fn issue4_join_time_with_and_without_trickle_ice() -> Result<()> {
         Ok(())
     })
 }
+
+/// The page's error sentence (`#join-error`), once it shows one.
+async fn join_error(browser: &Browser, what: &str) -> Result<String> {
+    let text = browser
+        .wait_for(
+            what,
+            "const e = document.getElementById('join-error'); return !e.hidden && e.textContent;",
+            DEADLINE,
+        )
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn issue4_errors_reach_the_person() -> Result<()> {
+    if !isolated("browser::issue4_errors_reach_the_person")? {
+        return Ok(());
+    }
+    runtime().block_on(async {
+        let server = TestServer::start(&["--max-participants", "1"])?;
+        let base = server.base_url();
+        let robot = TestClient::join(
+            base,
+            "full",
+            Role::Participant,
+            Some(SendMedia::new(colours::RED, 440.0)),
+            "Robot",
+        )
+        .await?;
+        let driver = Chromedriver::start()?;
+
+        // A full room: the page says so, and stays on the form.
+        let late = Browser::open(&driver).await?;
+        join_page(&late, base, "full", "Late", "").await?;
+        let sentence = join_error(&late, "the room-full sentence").await?;
+        println!("room full: {sentence:?}");
+        ensure!(sentence.contains("full"), "room full: {sentence:?}");
+        let on_form: bool = late
+            .eval("return !document.getElementById('join-view').hidden;")
+            .await?;
+        ensure!(on_form, "the page stays on the join form");
+        late.screenshot("participant-page-room-full").await?;
+
+        // A person who refuses the camera: no grant, every prompt denied.
+        let refusing = Browser::open_with(
+            &driver,
+            &["--deny-permission-prompts"],
+            &["--use-fake-ui-for-media-stream"],
+        )
+        .await?;
+        refusing.goto(&format!("{base}/?room=other&name=Shy")).await?;
+        let sentence = join_error(&refusing, "the refused-camera sentence").await?;
+        println!("camera refused: {sentence:?}");
+        ensure!(sentence.contains("refused"), "camera refused: {sentence:?}");
+        let disabled: bool = refusing
+            .eval("return document.getElementById('join').disabled;")
+            .await?;
+        ensure!(disabled, "Join stays disabled without devices");
+
+        // A server that is gone: the viewer says it is reconnecting, not a blank page.
+        let viewer = Browser::open(&driver).await?;
+        viewer.goto(&format!("{base}/view.html?room=full")).await?;
+        viewer
+            .wait_for(
+                "the viewer plays",
+                "return window.tesseraView.connects >= 1;",
+                DEADLINE,
+            )
+            .await?;
+        drop(robot);
+        drop(server);
+        let status = viewer
+            .wait_for(
+                "the viewer's reconnecting sentence",
+                "const t = document.getElementById('status').textContent; return t.includes('Reconnecting') && t;",
+                DEADLINE,
+            )
+            .await?;
+        println!("server gone: {status}");
+        for b in [late, refusing, viewer] {
+            b.close().await?;
+        }
+        Ok(())
+    })
+}

@@ -156,7 +156,7 @@ export function describeJoinError(e) {
   if (e instanceof HttpError) {
     switch (e.code) {
       case 'room_full':
-        return `This room is full: ${e.message}. Try again later or pick another room.`;
+        return 'This room is full. Try again later or pick another room.';
       case 'invalid_room_name':
         return 'That room name is not valid: use letters, digits, "-" and "_" (up to 64).';
       case 'unsupported_codec':

@@ -186,8 +186,23 @@ pub struct Browser {
 
 impl Browser {
     pub async fn open(driver: &Chromedriver) -> Result<Browser> {
+        Self::open_with(driver, &[], &[]).await
+    }
+
+    /// A browser with `extra` flags and without the default flags in `without` (e.g. a person
+    /// who refuses the camera: no fake-UI grant, prompts denied).
+    pub async fn open_with(
+        driver: &Chromedriver,
+        extra: &[&str],
+        without: &[&str],
+    ) -> Result<Browser> {
         let profile = tempfile::tempdir().context("a fresh profile directory")?;
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = CHROMIUM_FLAGS
+            .iter()
+            .chain(extra)
+            .filter(|f| !without.contains(f))
+            .map(|s| s.to_string())
+            .collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         let caps = json!({
             "browserName": "chrome",
