@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::types::{OutputKey, Tier, VideoCodec};
+
 /// Where the HTTP interface listens by default.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// Canvas of the mix: 720p, the size a laptop shows full-screen without upscaling artefacts.
@@ -20,6 +22,8 @@ pub const DEFAULT_HEIGHT: u32 = 720;
 pub const DEFAULT_FPS: u32 = 30;
 /// Bitrate of the mixed video, ~2 Mbit/s: enough for a 720p grid of talking heads.
 pub const DEFAULT_VIDEO_KBPS: u32 = 2000;
+/// Bitrate of the low tier (half the canvas): a weak downlink or `?quality=low`.
+pub const DEFAULT_LOW_VIDEO_KBPS: u32 = 600;
 /// Bitrate of each mixed audio stream (Opus, 48 kHz, mono voice).
 pub const DEFAULT_AUDIO_KBPS: u32 = 32;
 /// A room holds at most this many sending sessions (tiles): the 4x4 grid.
@@ -76,9 +80,18 @@ pub struct ServeArgs {
     /// Frame rate of the mixed video.
     #[arg(long, env = "TESSERA_FPS")]
     pub fps: Option<u32>,
-    /// Bitrate of the mixed video in kbit/s.
+    /// Bitrate of the mixed video in kbit/s (the high tier, VP8).
     #[arg(long, env = "TESSERA_VIDEO_KBPS")]
     pub video_kbps: Option<u32>,
+    /// Bitrate of the low tier (half the canvas) in kbit/s (VP8).
+    #[arg(long, env = "TESSERA_LOW_VIDEO_KBPS")]
+    pub low_video_kbps: Option<u32>,
+    /// Bitrate of the H.264 high tier in kbit/s (default: as VP8's).
+    #[arg(long, env = "TESSERA_H264_VIDEO_KBPS")]
+    pub h264_video_kbps: Option<u32>,
+    /// Bitrate of the H.264 low tier in kbit/s (default: as VP8's).
+    #[arg(long, env = "TESSERA_H264_LOW_VIDEO_KBPS")]
+    pub h264_low_video_kbps: Option<u32>,
     /// Most sending sessions (tiles) in one room.
     #[arg(long, env = "TESSERA_MAX_PARTICIPANTS")]
     pub max_participants: Option<usize>,
@@ -102,6 +115,9 @@ struct FileConfig {
     height: Option<u32>,
     fps: Option<u32>,
     video_kbps: Option<u32>,
+    low_video_kbps: Option<u32>,
+    h264_video_kbps: Option<u32>,
+    h264_low_video_kbps: Option<u32>,
     max_participants: Option<usize>,
     room_linger_secs: Option<f64>,
     pipelines_dir: Option<PathBuf>,
@@ -125,10 +141,36 @@ pub struct MixConfig {
     pub height: u32,
     /// Frames per second.
     pub fps: u32,
-    /// Video bitrate in kbit/s.
+    /// Video bitrate in kbit/s (VP8, high tier).
     pub video_kbps: u32,
+    /// VP8 low tier bitrate in kbit/s.
+    pub low_video_kbps: u32,
+    /// H.264 high tier bitrate in kbit/s (`None`: as VP8).
+    pub h264_video_kbps: Option<u32>,
+    /// H.264 low tier bitrate in kbit/s (`None`: as VP8).
+    pub h264_low_video_kbps: Option<u32>,
     /// Audio bitrate in kbit/s.
     pub audio_kbps: u32,
+}
+
+impl MixConfig {
+    /// Width, height and bitrate (kbit/s) of one output of the ladder: the high tier is the
+    /// canvas, the low tier half of it in each dimension (even sizes, as I420 wants).
+    pub fn output(&self, key: OutputKey) -> (u32, u32, u32) {
+        let (width, height) = match key.tier {
+            Tier::High => (self.width, self.height),
+            Tier::Low => ((self.width / 2) & !1, (self.height / 2) & !1),
+        };
+        let kbps = match (key.codec, key.tier) {
+            (VideoCodec::Vp8, Tier::High) => self.video_kbps,
+            (VideoCodec::Vp8, Tier::Low) => self.low_video_kbps,
+            (VideoCodec::H264, Tier::High) => self.h264_video_kbps.unwrap_or(self.video_kbps),
+            (VideoCodec::H264, Tier::Low) => {
+                self.h264_low_video_kbps.unwrap_or(self.low_video_kbps)
+            }
+        };
+        (width, height, kbps)
+    }
 }
 
 /// How WebRTC transports are set up.
@@ -200,6 +242,9 @@ impl Default for Config {
                 height: DEFAULT_HEIGHT,
                 fps: DEFAULT_FPS,
                 video_kbps: DEFAULT_VIDEO_KBPS,
+                low_video_kbps: DEFAULT_LOW_VIDEO_KBPS,
+                h264_video_kbps: None,
+                h264_low_video_kbps: None,
                 audio_kbps: DEFAULT_AUDIO_KBPS,
             },
             max_participants: DEFAULT_MAX_PARTICIPANTS,
@@ -243,6 +288,11 @@ impl Config {
         if let Some(v) = pick!(video_kbps) {
             c.mix.video_kbps = v;
         }
+        if let Some(v) = pick!(low_video_kbps) {
+            c.mix.low_video_kbps = v;
+        }
+        c.mix.h264_video_kbps = pick!(h264_video_kbps);
+        c.mix.h264_low_video_kbps = pick!(h264_low_video_kbps);
         if let Some(v) = pick!(max_participants) {
             c.max_participants = v;
         }
@@ -281,11 +331,17 @@ impl Config {
                 m.fps
             )));
         }
-        if !(50..=50_000).contains(&m.video_kbps) {
-            return Err(ConfigError::Invalid(format!(
-                "video bitrate must be 50..=50000 kbit/s, got {}",
-                m.video_kbps
-            )));
+        for codec in VideoCodec::ALL {
+            for tier in Tier::ALL {
+                let kbps = m.output(OutputKey { codec, tier }).2;
+                if !(50..=50_000).contains(&kbps) {
+                    return Err(ConfigError::Invalid(format!(
+                        "video bitrate ({} {}) must be 50..=50000 kbit/s, got {kbps}",
+                        codec.name(),
+                        tier.name()
+                    )));
+                }
+            }
         }
         if !(1..=crate::room::layout::MAX_TILES).contains(&self.max_participants) {
             return Err(ConfigError::Invalid(format!(

@@ -122,3 +122,91 @@ impl ConnectionState {
         matches!(self, ConnectionState::Failed | ConnectionState::Closed)
     }
 }
+
+/// A codec the room encodes its mixed video in.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    /// VP8: every browser; the default.
+    #[default]
+    Vp8,
+    /// H.264 constrained baseline (packetization-mode 1, profile-level-id 42e01f): what kiosks
+    /// and set-top boxes decode in hardware.
+    H264,
+}
+
+impl VideoCodec {
+    /// Every codec, in the server's own order of preference.
+    pub const ALL: [VideoCodec; 2] = [VideoCodec::Vp8, VideoCodec::H264];
+
+    /// The codec an SDP `rtpmap` names this way, if it is one of ours.
+    pub fn from_sdp_name(name: &str) -> Option<VideoCodec> {
+        if name.eq_ignore_ascii_case("VP8") {
+            Some(VideoCodec::Vp8)
+        } else if name.eq_ignore_ascii_case("H264") {
+            Some(VideoCodec::H264)
+        } else {
+            None
+        }
+    }
+
+    /// Lower-case name, as in file names (`video-output-h264.pipeline`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "vp8",
+            VideoCodec::H264 => "h264",
+        }
+    }
+}
+
+/// A rung of the room's encoding ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The full canvas at the full bitrate (default 1280x720, 2 Mbit/s).
+    High,
+    /// Half the canvas at a low bitrate (default 640x360, 600 kbit/s).
+    Low,
+}
+
+impl Tier {
+    /// Both tiers, best first.
+    pub const ALL: [Tier; 2] = [Tier::High, Tier::Low];
+
+    /// `high` or `low`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::High => "high",
+            Tier::Low => "low",
+        }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Tier, String> {
+        match s {
+            "high" => Ok(Tier::High),
+            "low" => Ok(Tier::Low),
+            other => Err(format!("quality must be high or low, not {other:?}")),
+        }
+    }
+}
+
+/// One encoded video output of a room: a codec at a tier. Each is encoded at most once per
+/// room, and only while someone receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OutputKey {
+    /// The codec.
+    pub codec: VideoCodec,
+    /// The tier.
+    pub tier: Tier,
+}
+
+impl fmt::Display for OutputKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.codec.name(), self.tier.name())
+    }
+}

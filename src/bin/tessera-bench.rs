@@ -24,7 +24,15 @@ use tessera::config::{Config, RtcConfig};
 use tessera::media::MediaFactory;
 use tessera::media::bench::{AudioProbe, PreparedMedia, RtpDump, VideoProbe};
 use tessera::peer::{PeerEvent, PeerEventKind, PeerFactory, SendPlan};
-use tessera::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId};
+use tessera::types::{
+    ConnectionState, InputCodec, MediaKind, OutputKey, RtpSink, SessionId, Tier, VideoCodec,
+};
+
+/// The output the benchmark's receivers take: what browsers get by default.
+const VP8_HIGH: OutputKey = OutputKey {
+    codec: VideoCodec::Vp8,
+    tier: Tier::High,
+};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -541,10 +549,12 @@ async fn run(args: RunArgs) -> Result<()> {
     let both = SendPlan {
         video: true,
         audio: true,
+        ..SendPlan::default()
     };
     let audio_only = SendPlan {
         video: false,
         audio: true,
+        ..SendPlan::default()
     };
 
     // 1. Latency and join time, on a quiet server: A sends stamped video and clicks, B decodes
@@ -996,12 +1006,15 @@ async fn baseline(rooms: usize, size: usize, seconds: f64, cache: &Path) -> Resu
             }
             inputs.insert(s, ());
             // Subscribers keep the outputs' packets moving, as receivers would.
-            for mut out in [mixer.subscribe_video(), mixer.subscribe_audio(Some(s))] {
+            let video = mixer
+                .subscribe_video(VP8_HIGH)
+                .context("the baseline mixer has a VP8 output")?;
+            for mut out in [video, mixer.subscribe_audio(Some(s))] {
                 drains.spawn(async move { while out.recv().await.is_ok() {} });
             }
         }
         // Everyone receives the video, everyone hears a mix-minus, as in the server's rooms.
-        mixer.set_receivers(true, false);
+        mixer.set_receivers(&[VP8_HIGH].into(), false);
         mixers.push(mixer);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;

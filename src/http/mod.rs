@@ -287,11 +287,19 @@ async fn join(
             "the offer is not UTF-8 text",
         );
     };
+    let quality = match query
+        .get("quality")
+        .map(|q| q.parse::<crate::types::Tier>())
+    {
+        None => None,
+        Some(Ok(tier)) => Some(tier),
+        Some(Err(e)) => return errors::error(StatusCode::BAD_REQUEST, "invalid_quality", &e),
+    };
     let name = query
         .get("name")
         .map(|n| n.trim().chars().take(64).collect::<String>())
         .filter(|n| !n.is_empty());
-    match rooms.join(&room, whep, offer, name).await {
+    match rooms.join(&room, whep, offer, name, quality).await {
         Ok(answer) => Response::builder()
             .status(StatusCode::CREATED)
             .header(header::CONTENT_TYPE, "application/sdp")

@@ -2,9 +2,9 @@
 //!
 //! Shape of a room's pipeline (descriptions in `pipelines/`):
 //! ```text
-//! video input bin (appsrc → jitterbuffer → depay → decode) ─┐
-//! video input bin ...                                        ├→ compositor → vp8enc → pay → appsink ⇒ broadcast
-//! black 16x16 clock (alpha 0) ───────────────────────────────┘
+//! video input bin (appsrc → jitterbuffer → depay → decode) ─┐                 ┌→ vp8 high: valve → queue → scale → vp8enc → pay → appsink ⇒ broadcast
+//! video input bin ...                                        ├→ compositor → tee ├→ vp8 low, h264 high, h264 low (same shape)
+//! black 16x16 clock (alpha 0) ───────────────────────────────┘                 └  (each output's valve is open only while someone receives it)
 //! audio input bin (appsrc → … → S16 48k) → tee ─┬→ "everyone" audio mix → opus → pay → appsink ⇒ broadcast
 //!                                               └→ every other participant's mix-minus ⇒ broadcast
 //! ```
@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::MixConfig;
 use crate::metrics::{self, Live};
-use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
+use crate::types::{InputCodec, MediaKind, OutputKey, Rect, RtpSink, SessionId, Tier, VideoCodec};
 
 pub use templates::Templates;
 
@@ -85,15 +85,45 @@ pub enum MixerEvent {
 #[derive(Debug, Clone)]
 pub struct MediaFactory {
     templates: Arc<Templates>,
+    /// Codecs whose output description builds here (its encoder plugin is installed).
+    encodable: Vec<VideoCodec>,
 }
 
 impl MediaFactory {
     /// Initialises GStreamer and loads the pipeline descriptions.
     pub fn new(pipelines_dir: Option<&Path>) -> Result<MediaFactory, MediaError> {
         gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
+        let templates = Templates::load(pipelines_dir)?;
+        let mix = crate::config::Config::default().mix;
+        let encodable = VideoCodec::ALL
+            .into_iter()
+            .filter(|&codec| {
+                let key = OutputKey {
+                    codec,
+                    tier: Tier::High,
+                };
+                // Built once and dropped: a missing encoder plugin shows here, not in a room.
+                match output_description(&templates, key, &mix).and_then(|d| {
+                    gst::parse::bin_from_description(&d, true)
+                        .map_err(|e| build_err(format!("the {key} output"), e))
+                }) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!("no {} output: {e}", codec.name());
+                        false
+                    }
+                }
+            })
+            .collect();
         Ok(MediaFactory {
-            templates: Arc::new(Templates::load(pipelines_dir)?),
+            templates: Arc::new(templates),
+            encodable,
         })
+    }
+
+    /// Whether rooms can send their mix in `codec`.
+    pub fn can_encode(&self, codec: VideoCodec) -> bool {
+        self.encodable.contains(&codec)
     }
 
     /// Whether an input of this codec can be decoded (the check behind "no codec we can decode").
@@ -108,8 +138,26 @@ impl MediaFactory {
         mix: &MixConfig,
         events: mpsc::Sender<MixerEvent>,
     ) -> Result<Mixer, MediaError> {
-        Mixer::start(self.templates.clone(), room, mix, events)
+        Mixer::start(self.templates.clone(), &self.encodable, room, mix, events)
     }
+}
+
+/// The rendered description of one video output.
+fn output_description(
+    templates: &Templates,
+    key: OutputKey,
+    mix: &MixConfig,
+) -> Result<String, MediaError> {
+    let (width, height, kbps) = mix.output(key);
+    templates.render(
+        &format!("video-output-{}.pipeline", key.codec.name()),
+        &[
+            ("width", width.to_string()),
+            ("height", height.to_string()),
+            ("video_kbps", kbps.to_string()),
+            ("video_bps", (kbps * 1000).to_string()),
+        ],
+    )
 }
 
 fn input_template(kind: MediaKind, mime_type: &str) -> String {
@@ -160,6 +208,17 @@ struct AudioMix {
     mixer: gst::Element,
     /// The valve before the encoder: closed while nobody listens.
     gate: gst::Element,
+    output: Output,
+}
+
+/// One encoded video output (a codec at a tier): a bin from `video-output-{codec}.pipeline` on
+/// a request pad of the canvas tee.
+struct VideoOutput {
+    /// Kept for the pipeline graph's lifetime (the pipeline owns it).
+    _bin: gst::Bin,
+    /// The valve at its head: closed while nobody receives this output.
+    gate: gst::Element,
+    encoder: gst::Element,
     output: Output,
 }
 
@@ -230,13 +289,15 @@ impl RtpSink for RtpInput {
 /// Diagnostic counts of a mixer, for the room's debug info.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MixerStats {
-    /// Video encoders running: 1 while anyone receives the video, else 0.
+    /// Video encoders running: one per (codec, tier) somebody receives.
     pub video_encoders: usize,
+    /// Which outputs those are, e.g. `["h264/high", "vp8/low"]`.
+    pub video_outputs: Vec<String>,
     /// Audio encoders running: one per mix-minus, plus the "everyone" mix while anyone hears it.
     pub audio_encoders: usize,
     /// Inputs being decoded.
     pub inputs: usize,
-    /// RTP packets produced by the video output so far.
+    /// RTP packets produced by the video outputs so far.
     pub video_packets: u64,
 }
 
@@ -245,10 +306,8 @@ pub struct Mixer {
     templates: Arc<Templates>,
     pipeline: gst::Pipeline,
     compositor: gst::Element,
-    video_encoder: gst::Element,
-    /// The valve before the video encoder: closed while nobody receives the video.
-    video_gate: gst::Element,
-    video: Output,
+    /// The ladder: every (codec, tier) this host can encode, idle until received.
+    video_outputs: std::collections::BTreeMap<OutputKey, VideoOutput>,
     everyone: AudioMix,
     minus: HashMap<SessionId, AudioMix>,
     video_inputs: HashMap<SessionId, Input>,
@@ -269,6 +328,7 @@ pub struct Mixer {
 impl Mixer {
     fn start(
         templates: Arc<Templates>,
+        codecs: &[VideoCodec],
         room: &str,
         mix: &MixConfig,
         events: mpsc::Sender<MixerEvent>,
@@ -279,7 +339,6 @@ impl Mixer {
                 ("width", mix.width.to_string()),
                 ("height", mix.height.to_string()),
                 ("fps", mix.fps.to_string()),
-                ("video_bps", (mix.video_kbps * 1000).to_string()),
             ],
         )?;
         let pipeline = gst::parse::launch(&desc)
@@ -293,12 +352,17 @@ impl Mixer {
                 .ok_or_else(|| build_err("video-mix.pipeline", format!("has no element {name}")))
         };
         let compositor = by_name("mix")?;
-        let video_encoder = by_name("venc")?;
-        let video_gate = by_name("gate")?;
-        let video_sink = by_name("video_out")?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| build_err("video-mix.pipeline", "video_out is not an appsink"))?;
-        let video = Output::attach(&video_sink);
+        let canvas = by_name("canvas")?;
+        let mut video_outputs = std::collections::BTreeMap::new();
+        for &codec in codecs {
+            for tier in Tier::ALL {
+                let key = OutputKey { codec, tier };
+                video_outputs.insert(
+                    key,
+                    add_video_output(&templates, &pipeline, &canvas, key, mix)?,
+                );
+            }
+        }
         install_bus_forwarder(&pipeline, events.clone());
 
         let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone")?;
@@ -306,9 +370,7 @@ impl Mixer {
             templates,
             pipeline,
             compositor,
-            video_encoder,
-            video_gate,
-            video,
+            video_outputs,
             everyone,
             minus: HashMap::new(),
             video_inputs: HashMap::new(),
@@ -321,8 +383,8 @@ impl Mixer {
             events,
             _live: Live::new(&metrics::PIPELINES),
         };
-        // Nobody receives anything yet: both shared encoders idle until someone does.
-        mixer.set_receivers(false, false);
+        // Nobody receives anything yet: every shared encoder idles until someone does.
+        mixer.set_receivers(&Default::default(), false);
         mixer
             .pipeline
             .set_state(gst::State::Playing)
@@ -330,9 +392,16 @@ impl Mixer {
         Ok(mixer)
     }
 
-    /// A receiver of the mixed video's RTP packets (VP8).
-    pub fn subscribe_video(&self) -> broadcast::Receiver<Bytes> {
-        self.video.tx.subscribe()
+    /// A receiver of one video output's RTP packets, if the room has that output.
+    pub fn subscribe_video(&self, key: OutputKey) -> Option<broadcast::Receiver<Bytes>> {
+        self.video_outputs
+            .get(&key)
+            .map(|o| o.output.tx.subscribe())
+    }
+
+    /// Whether the room has this output (its codec can be encoded here).
+    pub fn has_output(&self, key: OutputKey) -> bool {
+        self.video_outputs.contains_key(&key)
     }
 
     /// A receiver of the audio `session` should hear: its mix-minus if it has one, else everyone.
@@ -345,24 +414,34 @@ impl Mixer {
             .subscribe()
     }
 
-    /// Runs or idles the encoders nobody may be receiving: the video encoder and the "everyone"
-    /// audio encoder. Idle ones drop raw frames before encoding, so they cost (almost) nothing;
-    /// a video encoder that starts again opens with a keyframe.
-    pub fn set_receivers(&self, video: bool, everyone_audio: bool) {
-        let was_dropping: bool = self.video_gate.property("drop");
-        self.video_gate.set_property("drop", !video);
-        if video && was_dropping {
-            self.force_keyframe();
+    /// Runs the video outputs in `video` and idles the others, and runs or idles the
+    /// "everyone" audio encoder. Idle ones drop raw frames before scaling and encoding, so they
+    /// cost (almost) nothing; an output that starts again opens with a keyframe.
+    pub fn set_receivers(
+        &self,
+        video: &std::collections::BTreeSet<OutputKey>,
+        everyone_audio: bool,
+    ) {
+        for (key, out) in &self.video_outputs {
+            let wanted = video.contains(key);
+            let was_dropping: bool = out.gate.property("drop");
+            out.gate.set_property("drop", !wanted);
+            if wanted && was_dropping {
+                self.force_keyframe(*key);
+            }
         }
         self.everyone.gate.set_property("drop", !everyone_audio);
     }
 
-    /// Asks the video encoder for a keyframe now (the caller coalesces).
-    pub fn force_keyframe(&self) {
+    /// Asks one output's encoder for a keyframe now (the caller coalesces).
+    pub fn force_keyframe(&self, key: OutputKey) {
+        let Some(out) = self.video_outputs.get(&key) else {
+            return;
+        };
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
-        if let Some(pad) = self.video_encoder.static_pad("src") {
+        if let Some(pad) = out.encoder.static_pad("src") {
             // An upstream event sent into the encoder's src pad is handled by the encoder.
             pad.send_event(event);
         }
@@ -378,11 +457,22 @@ impl Mixer {
     /// Counts for the debug info.
     pub fn stats(&self) -> MixerStats {
         let running = |gate: &gst::Element| !gate.property::<bool>("drop");
+        let video_outputs: Vec<String> = self
+            .video_outputs
+            .iter()
+            .filter(|(_, o)| running(&o.gate))
+            .map(|(k, _)| k.to_string())
+            .collect();
         MixerStats {
-            video_encoders: usize::from(running(&self.video_gate)),
+            video_encoders: video_outputs.len(),
+            video_outputs,
             audio_encoders: usize::from(running(&self.everyone.gate)) + self.minus.len(),
             inputs: self.video_inputs.len() + self.audio_inputs.len(),
-            video_packets: self.video.packets.load(Ordering::Relaxed),
+            video_packets: self
+                .video_outputs
+                .values()
+                .map(|o| o.output.packets.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 
@@ -828,6 +918,50 @@ impl Drop for Mixer {
     }
 }
 
+/// Builds one video output bin and links it to a request pad of the canvas tee (not yet
+/// playing: the pipeline starts it).
+fn add_video_output(
+    templates: &Templates,
+    pipeline: &gst::Pipeline,
+    canvas: &gst::Element,
+    key: OutputKey,
+    mix: &MixConfig,
+) -> Result<VideoOutput, MediaError> {
+    let context = || format!("adding the {key} video output");
+    let desc = output_description(templates, key, mix)?;
+    let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+    bin.set_property(
+        "name",
+        format!("video-{}-{}", key.codec.name(), key.tier.name()),
+    );
+    let by_name = |name: &str| {
+        bin.by_name(name)
+            .ok_or_else(|| build_err(context(), format!("no element named {name}")))
+    };
+    let gate = by_name("gate")?;
+    let encoder = by_name("enc")?;
+    let sink = by_name("out")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| build_err(context(), "out is not an appsink"))?;
+    let output = Output::attach(&sink);
+    pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+    let tee_pad = canvas
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| build_err(context(), "the canvas tee gave no pad"))?;
+    let sink_pad = bin
+        .static_pad("sink")
+        .ok_or_else(|| build_err(context(), "the output has no sink pad"))?;
+    tee_pad
+        .link(&sink_pad)
+        .map_err(|e| build_err(context(), e))?;
+    Ok(VideoOutput {
+        _bin: bin,
+        gate,
+        encoder,
+        output,
+    })
+}
+
 fn new_audio_mix(
     templates: &Templates,
     pipeline: &gst::Pipeline,
@@ -990,9 +1124,14 @@ mod tests {
             (stats.inputs, stats.audio_encoders, stats.video_encoders),
             (4, 2, 0)
         );
-        mixer.set_receivers(true, true);
+        let vp8_low = OutputKey {
+            codec: VideoCodec::Vp8,
+            tier: Tier::Low,
+        };
+        mixer.set_receivers(&[vp8_low].into(), true);
         let stats = mixer.stats();
         assert_eq!((stats.audio_encoders, stats.video_encoders), (3, 1));
+        assert_eq!(stats.video_outputs, ["vp8/low"]);
         // Each source is in the "everyone" mix and in the other's mix-minus, not its own.
         assert_eq!(mixer.audio_links.len(), 4);
         assert!(!mixer.audio_links.contains_key(&(a, Some(a))));

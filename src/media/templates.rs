@@ -26,6 +26,18 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../pipelines/audio-input-opus.pipeline"),
     ),
     (
+        "video-output-vp8.pipeline",
+        include_str!("../../pipelines/video-output-vp8.pipeline"),
+    ),
+    (
+        "video-output-h264.pipeline",
+        include_str!("../../pipelines/video-output-h264.pipeline"),
+    ),
+    (
+        "video-input-h264.pipeline",
+        include_str!("../../pipelines/video-input-h264.pipeline"),
+    ),
+    (
         "video-placeholder.pipeline",
         include_str!("../../pipelines/video-placeholder.pipeline"),
     ),

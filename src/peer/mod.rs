@@ -23,7 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -45,14 +47,33 @@ use webrtc::peer_connection::{
 
 use crate::config::RtcConfig;
 use crate::metrics::{self, Live};
-use crate::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId};
+use crate::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId, VideoCodec};
 
 pub use offer::{Direction, MediaOffer, OfferSummary, inspect_offer};
 pub use trickle::{TrickleCandidate, TrickleFragment, ice_ufrag, parse_fragment};
 
 #[cfg(test)]
 mod tests {
-    use super::is_vp8_keyframe_start;
+    use super::{is_h264_keyframe_start, is_vp8_keyframe_start};
+
+    #[test]
+    fn h264_keyframes_are_recognised_alone_aggregated_and_fragmented() {
+        assert!(is_h264_keyframe_start(&[0x67, 0x42]), "SPS");
+        assert!(is_h264_keyframe_start(&[0x65, 0x88]), "IDR slice");
+        assert!(!is_h264_keyframe_start(&[0x41, 0x9a]), "non-IDR slice");
+        // STAP-A with an SPS (size 2) then a PPS (size 1).
+        assert!(is_h264_keyframe_start(&[
+            0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68
+        ]));
+        assert!(
+            !is_h264_keyframe_start(&[0x78, 0, 1, 0x68]),
+            "STAP-A of a PPS"
+        );
+        // FU-A: first fragment of an IDR, then a middle one.
+        assert!(is_h264_keyframe_start(&[0x7c, 0x85, 0]));
+        assert!(!is_h264_keyframe_start(&[0x7c, 0x05, 0]));
+        assert!(!is_h264_keyframe_start(&[]));
+    }
 
     #[test]
     fn vp8_keyframes_are_recognised_from_the_payload_descriptor() {
@@ -75,6 +96,11 @@ mod tests {
 const VP8_PT: u8 = 96;
 /// Payload type we prefer for Opus.
 const OPUS_PT: u8 = 111;
+/// Payload type we prefer for H.264.
+const H264_PT: u8 = 102;
+/// The H.264 we send: constrained baseline, level 3.1, non-interleaved (RFC 6184), which every
+/// WebRTC endpoint and hardware decoder takes.
+const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 /// Bound of the events a peer may queue for its room before they are dropped (and logged).
 pub const EVENT_QUEUE: usize = 256;
 /// How many ports of a configured range to try before giving up.
@@ -143,6 +169,8 @@ impl std::fmt::Debug for RemoteTrack {
 pub struct SendPlan {
     /// Send the mixed video.
     pub video: bool,
+    /// In this codec.
+    pub video_codec: VideoCodec,
     /// Send mixed audio.
     pub audio: bool,
 }
@@ -160,6 +188,8 @@ pub struct PeerFactory {
 /// An outgoing track and what it takes to write to it.
 struct Outgoing {
     kind: MediaKind,
+    /// The codec of the video it carries (meaningless for audio).
+    video_codec: VideoCodec,
     track_id: String,
     mime_type: &'static str,
     track: Arc<TrackLocalStaticRTP>,
@@ -278,7 +308,8 @@ impl PeerFactory {
                 (MediaKind::Audio, plan.audio),
             ] {
                 if wanted {
-                    outgoing.push(add_outgoing(&peer.pc, session, kind, None).await?);
+                    outgoing
+                        .push(add_outgoing(&peer.pc, session, kind, plan.video_codec, None).await?);
                 }
             }
             let answer = peer
@@ -323,7 +354,10 @@ impl PeerFactory {
                     (false, false) => continue,
                 };
                 if sends {
-                    outgoing.push(add_outgoing(&peer.pc, session, kind, Some(direction)).await?);
+                    outgoing.push(
+                        add_outgoing(&peer.pc, session, kind, send.video_codec, Some(direction))
+                            .await?,
+                    );
                 } else {
                     let codec_kind = match kind {
                         MediaKind::Video => RtpCodecKind::Video,
@@ -472,6 +506,21 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
         },
         payload_type: VP8_PT,
     };
+    let h264 = RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90000,
+            channels: 0,
+            sdp_fmtp_line: H264_FMTP.to_owned(),
+            rtcp_feedback: vec![
+                fb("goog-remb", ""),
+                fb("ccm", "fir"),
+                fb("nack", ""),
+                fb("nack", "pli"),
+            ],
+        },
+        payload_type: H264_PT,
+    };
     let audio = RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -484,11 +533,51 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
     };
     media_engine
         .register_codec(video, RtpCodecKind::Video)
+        .and_then(|_| media_engine.register_codec(h264, RtpCodecKind::Video))
         .and_then(|_| media_engine.register_codec(audio, RtpCodecKind::Audio))
         .map_err(|e| PeerError::Rtc {
             context: "registering codecs",
             message: e.to_string(),
         })
+}
+
+/// Whether an RTP payload of `codec` starts a keyframe.
+fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
+    match codec {
+        VideoCodec::Vp8 => is_vp8_keyframe_start(payload),
+        VideoCodec::H264 => is_h264_keyframe_start(payload),
+    }
+}
+
+/// Whether an RTP payload starts an H.264 keyframe (RFC 6184): an SPS or IDR NAL unit, alone,
+/// inside a STAP-A, or as the first fragment of an FU-A. Our payloader sends SPS/PPS before
+/// every IDR, so the SPS is where a receiver can start.
+fn is_h264_keyframe_start(payload: &[u8]) -> bool {
+    const IDR: u8 = 5;
+    const SPS: u8 = 7;
+    let Some(&header) = payload.first() else {
+        return false;
+    };
+    match header & 0x1f {
+        IDR | SPS => true,
+        24 => {
+            // STAP-A: 16-bit sizes, each followed by a NAL unit.
+            let mut at = 1;
+            while at + 2 < payload.len() {
+                let size = usize::from(u16::from_be_bytes([payload[at], payload[at + 1]]));
+                if matches!(payload[at + 2] & 0x1f, IDR | SPS) {
+                    return true;
+                }
+                at += 2 + size;
+            }
+            false
+        }
+        // FU-A: start bit and the fragmented unit's type.
+        28 => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == IDR),
+        _ => false,
+    }
 }
 
 /// Whether an RTP payload starts a VP8 keyframe (RFC 7741): the descriptor's S bit with
@@ -570,11 +659,12 @@ async fn add_outgoing(
     pc: &Arc<dyn PeerConnection>,
     session: SessionId,
     kind: MediaKind,
+    video_codec: VideoCodec,
     direction: Option<RTCRtpTransceiverDirection>,
 ) -> Result<Outgoing, PeerError> {
     let ssrc = rand::random::<u32>();
-    let (codec_kind, codec, pt, mime_type) = match kind {
-        MediaKind::Video => (
+    let (codec_kind, codec, pt, mime_type) = match (kind, video_codec) {
+        (MediaKind::Video, VideoCodec::Vp8) => (
             RtpCodecKind::Video,
             RTCRtpCodec {
                 mime_type: MIME_TYPE_VP8.to_owned(),
@@ -584,7 +674,18 @@ async fn add_outgoing(
             VP8_PT,
             MIME_TYPE_VP8,
         ),
-        MediaKind::Audio => (
+        (MediaKind::Video, VideoCodec::H264) => (
+            RtpCodecKind::Video,
+            RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.to_owned(),
+                clock_rate: 90000,
+                sdp_fmtp_line: H264_FMTP.to_owned(),
+                ..Default::default()
+            },
+            H264_PT,
+            MIME_TYPE_H264,
+        ),
+        (MediaKind::Audio, _) => (
             RtpCodecKind::Audio,
             RTCRtpCodec {
                 mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -632,6 +733,7 @@ async fn add_outgoing(
     }
     Ok(Outgoing {
         kind,
+        video_codec,
         track_id,
         mime_type,
         track,
@@ -691,6 +793,7 @@ impl Peer {
             return;
         };
         let (track, ssrc, pt) = (out.track.clone(), out.ssrc, out.payload_type);
+        let codec = out.video_codec;
         let (lagged, events, session) = (self.lagged.clone(), self.events.clone(), self.session);
         self.tasks.spawn(async move {
             let _live = Live::new(&metrics::MEDIA_TASKS);
@@ -705,7 +808,7 @@ impl Peer {
                             continue;
                         };
                         if await_keyframe {
-                            if !is_vp8_keyframe_start(&packet.payload) {
+                            if !is_keyframe_start(codec, &packet.payload) {
                                 continue;
                             }
                             await_keyframe = false;

@@ -21,7 +21,9 @@ use crate::peer::{
     self, Direction, OfferSummary, Peer, PeerError, PeerEvent, PeerEventKind, SendPlan,
     TrickleFragment,
 };
-use crate::types::{ConnectionState, MediaKind, Rect, SessionId, SessionKind};
+use crate::types::{
+    ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, Tier, VideoCodec,
+};
 
 /// Bound of the pipeline's event queue (errors, latency, keyframe wishes); when full, the
 /// streaming thread drops the event rather than wait.
@@ -29,12 +31,27 @@ pub const MIXER_EVENT_QUEUE: usize = 256;
 /// PLIs to one sender at most this often: decoders ask on every lost frame.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Codecs the room can send to receivers, by kind (what its encoders produce).
-fn can_encode(kind: MediaKind, codec: &str) -> bool {
+/// Whether the room can send `codec` (an SDP name) of `kind` to a receiver, given the video
+/// codecs its encoders can produce here.
+fn can_encode(kind: MediaKind, codec: &str, video: &impl Fn(VideoCodec) -> bool) -> bool {
     match kind {
-        MediaKind::Video => codec.eq_ignore_ascii_case("VP8"),
+        MediaKind::Video => VideoCodec::from_sdp_name(codec).is_some_and(video),
         MediaKind::Audio => codec.eq_ignore_ascii_case("opus"),
     }
+}
+
+/// The video codec a receiver gets: the first of its offer's codecs the room can encode (the
+/// offer lists them in the offerer's order of preference).
+pub(super) fn choose_video_codec(
+    offer: &OfferSummary,
+    can: impl Fn(VideoCodec) -> bool,
+) -> Option<VideoCodec> {
+    offer
+        .first(MediaKind::Video)?
+        .codecs
+        .iter()
+        .filter_map(|c| VideoCodec::from_sdp_name(c))
+        .find(|&c| can(c))
 }
 
 /// Decides what kind of session an offer makes on an endpoint (pure).
@@ -74,6 +91,7 @@ pub(super) fn classify(whep: bool, offer: &OfferSummary) -> Result<SessionKind, 
 pub(super) fn check_codecs(
     offer: &OfferSummary,
     can_decode: impl Fn(MediaKind, &str) -> bool,
+    can_encode_video: impl Fn(VideoCodec) -> bool,
 ) -> Result<(), JoinError> {
     for m in offer
         .media
@@ -83,11 +101,11 @@ pub(super) fn check_codecs(
         let usable = m.codecs.iter().any(|c| {
             let mime = format!("{}/{c}", m.kind);
             (!m.direction.sends() || can_decode(m.kind, &mime))
-                && (!m.direction.receives() || can_encode(m.kind, c))
+                && (!m.direction.receives() || can_encode(m.kind, c, &can_encode_video))
         });
         if !usable {
             let wanted = match m.kind {
-                MediaKind::Video => "VP8",
+                MediaKind::Video => "VP8 or H.264",
                 MediaKind::Audio => "Opus",
             };
             let offered = m
@@ -121,8 +139,8 @@ struct Session {
     sends_video: bool,
     /// Whether the mix is being sent to it (from its first `Connected` on).
     sending: bool,
-    /// It receives the mixed video.
-    receives_video: bool,
+    /// The video output it receives (codec and tier), if it receives video.
+    output: Option<OutputKey>,
     /// It receives the "everyone" audio mix (it has no mix-minus of its own).
     hears_everyone: bool,
     last_pli: Option<Instant>,
@@ -141,6 +159,7 @@ struct Pending {
     plan: SendPlan,
     has_mix_minus: bool,
     remote_ufrag: Option<String>,
+    output: Option<OutputKey>,
     reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     /// Peer events that arrived before the negotiation finished.
     early: Vec<PeerEventKind>,
@@ -165,7 +184,8 @@ pub(super) struct RoomActor {
     negotiations: JoinSet<Negotiated>,
     /// Peers being closed; awaited before the room ends.
     closing: JoinSet<()>,
-    keyframes: KeyframeGate,
+    /// One gate per video output: a keyframe forced for one output costs the others nothing.
+    keyframes: HashMap<OutputKey, KeyframeGate>,
     empty_since: Option<Instant>,
     _live: Live,
 }
@@ -193,7 +213,7 @@ impl RoomActor {
             pending: HashMap::new(),
             negotiations: JoinSet::new(),
             closing: JoinSet::new(),
-            keyframes: KeyframeGate::default(),
+            keyframes: HashMap::new(),
             empty_since: Some(Instant::now()),
             _live: Live::new(&metrics::ROOMS),
         }
@@ -204,7 +224,7 @@ impl RoomActor {
         let shutdown = self.rooms.inner.shutdown.clone();
         let linger = self.rooms.inner.config.room_linger;
         loop {
-            let keyframe_due = self.keyframes.due();
+            let keyframe_due = self.keyframes.values().filter_map(KeyframeGate::due).min();
             let end_at = self.empty_since.map(|t| t + linger);
             tokio::select! {
                 Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
@@ -220,8 +240,11 @@ impl RoomActor {
                 },
                 Some(_) = self.closing.join_next() => {}
                 _ = sleep_until_opt(keyframe_due) => {
-                    if self.keyframes.poll(Instant::now()) {
-                        self.mixer.force_keyframe();
+                    let now = Instant::now();
+                    for (key, gate) in &mut self.keyframes {
+                        if gate.poll(now) {
+                            self.mixer.force_keyframe(*key);
+                        }
                     }
                 }
                 _ = sleep_until_opt(end_at) => {
@@ -305,6 +328,7 @@ impl RoomActor {
                 .map(|(_, r)| r),
             audio_muted: s.audio_muted,
             video_muted: s.video_muted,
+            output: s.output,
         }
     }
 
@@ -324,8 +348,9 @@ impl RoomActor {
                 whep,
                 offer,
                 name,
+                quality,
                 reply,
-            } => self.begin_join(whep, offer, name, reply),
+            } => self.begin_join(whep, offer, name, quality, reply),
             RoomCommand::Leave { session, reply } => {
                 let found = self.remove_session(session, LeaveReason::Left);
                 let _ = reply.send(found);
@@ -415,6 +440,7 @@ impl RoomActor {
         whep: bool,
         offer: String,
         name: Option<String>,
+        quality: Option<Tier>,
         reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     ) {
         let prepared = (|| {
@@ -422,7 +448,11 @@ impl RoomActor {
                 peer::inspect_offer(&offer).map_err(|e| JoinError::BadOffer(e.to_string()))?;
             let kind = classify(whep, &summary)?;
             let media = &self.rooms.inner.media;
-            check_codecs(&summary, |k, mime| media.can_decode(k, mime))?;
+            check_codecs(
+                &summary,
+                |k, mime| media.can_decode(k, mime),
+                |c| media.can_encode(c),
+            )?;
             let max = self.rooms.inner.config.max_participants;
             if kind.sends() && self.sending_sessions() >= max {
                 return Err(JoinError::RoomFull(max));
@@ -438,10 +468,16 @@ impl RoomActor {
         };
         let m = |k: MediaKind| summary.first(k).map(|m| m.direction);
         let receives = |k| kind.receives() && m(k).is_some_and(Direction::receives);
+        let media = &self.rooms.inner.media;
         let plan = SendPlan {
             video: receives(MediaKind::Video),
+            video_codec: choose_video_codec(&summary, |c| media.can_encode(c)).unwrap_or_default(),
             audio: receives(MediaKind::Audio),
         };
+        let output = plan.video.then(|| OutputKey {
+            codec: plan.video_codec,
+            tier: quality.unwrap_or(Tier::High),
+        });
         let sends_audio = m(MediaKind::Audio).is_some_and(Direction::sends);
         let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
         let session = SessionId::random();
@@ -472,6 +508,7 @@ impl RoomActor {
                 plan,
                 has_mix_minus,
                 remote_ufrag,
+                output,
                 reply,
                 early: Vec::new(),
             },
@@ -517,7 +554,7 @@ impl RoomActor {
             peer,
             sends_video: pending.sends_video,
             sending: false,
-            receives_video: pending.plan.video,
+            output: pending.output,
             hears_everyone: pending.plan.audio && !pending.has_mix_minus,
             last_pli: None,
             etag: etag.clone(),
@@ -622,7 +659,7 @@ impl RoomActor {
     fn update_receivers(&self) {
         let live = || self.sessions.iter().filter(|s| s.sending);
         self.mixer.set_receivers(
-            live().any(|s| s.receives_video),
+            &live().filter_map(|s| s.output).collect(),
             live().any(|s| s.hears_everyone),
         );
     }
@@ -667,8 +704,9 @@ impl RoomActor {
                     if !s.sending {
                         // Sending starts once DTLS is up: earlier packets could not be encrypted.
                         s.sending = true;
-                        s.peer
-                            .start_sending(MediaKind::Video, self.mixer.subscribe_video());
+                        if let Some(video) = s.output.and_then(|k| self.mixer.subscribe_video(k)) {
+                            s.peer.start_sending(MediaKind::Video, video);
+                        }
                         s.peer.start_sending(
                             MediaKind::Audio,
                             self.mixer.subscribe_audio(Some(ev.session)),
@@ -676,7 +714,9 @@ impl RoomActor {
                     }
                     self.update_receivers();
                     // A newcomer must decode a picture at once: it needs a keyframe.
-                    self.request_keyframe();
+                    if let Some(key) = self.sessions[idx].output {
+                        self.request_keyframe(key);
+                    }
                 }
             }
             PeerEventKind::Track(track) => {
@@ -702,13 +742,23 @@ impl RoomActor {
                     }
                 }
             }
-            PeerEventKind::KeyframeRequested => self.request_keyframe(),
+            PeerEventKind::KeyframeRequested => {
+                if let Some(key) = self.sessions[idx].output {
+                    self.request_keyframe(key);
+                }
+            }
         }
     }
 
-    fn request_keyframe(&mut self) {
-        if self.keyframes.request(Instant::now()) == Decision::ForceNow {
-            self.mixer.force_keyframe();
+    fn request_keyframe(&mut self, key: OutputKey) {
+        if self
+            .keyframes
+            .entry(key)
+            .or_default()
+            .request(Instant::now())
+            == Decision::ForceNow
+        {
+            self.mixer.force_keyframe(key);
         }
     }
 
@@ -812,11 +862,28 @@ mod tests {
             Direction::SendOnly,
             &["H264", "rtx", "AV1"],
         )]);
-        let err = check_codecs(&o, |_, m| m.eq_ignore_ascii_case("video/VP8")).unwrap_err();
+        let err =
+            check_codecs(&o, |_, m| m.eq_ignore_ascii_case("video/VP8"), |_| true).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("H264, AV1"), "{text}");
         assert!(!text.contains("rtx"), "{text}");
         let ok = offer(&[(MediaKind::Video, Direction::SendRecv, &["H264", "VP8"])]);
-        assert!(check_codecs(&ok, |_, m| m.eq_ignore_ascii_case("video/VP8")).is_ok());
+        assert!(check_codecs(&ok, |_, m| m.eq_ignore_ascii_case("video/VP8"), |_| true).is_ok());
+    }
+
+    #[test]
+    fn a_receiver_gets_the_first_codec_of_its_offer_the_room_encodes() {
+        let o = offer(&[(MediaKind::Video, Direction::RecvOnly, &["H264", "VP8"])]);
+        assert_eq!(choose_video_codec(&o, |_| true), Some(VideoCodec::H264));
+        assert_eq!(
+            choose_video_codec(&o, |c| c == VideoCodec::Vp8),
+            Some(VideoCodec::Vp8)
+        );
+        let only = offer(&[(MediaKind::Video, Direction::RecvOnly, &["AV1", "H264"])]);
+        assert_eq!(choose_video_codec(&only, |_| true), Some(VideoCodec::H264));
+        assert_eq!(choose_video_codec(&only, |c| c == VideoCodec::Vp8), None);
+        // A receive-only H.264 offer is refused where H.264 cannot be encoded.
+        assert!(check_codecs(&only, |_, _| false, |c| c == VideoCodec::Vp8).is_err());
+        assert!(check_codecs(&only, |_, _| false, |_| true).is_ok());
     }
 }

@@ -165,6 +165,7 @@ mod tests {
                 tile: None,
                 audio_muted: false,
                 video_muted: true,
+                output: None,
             },
         };
         let text = serde_json::to_string(&joined).unwrap();

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::media::{MediaFactory, MixerStats};
 use crate::peer::{PeerFactory, TrickleFragment};
-use crate::types::{ConnectionState, Rect, SessionId, SessionKind};
+use crate::types::{ConnectionState, OutputKey, Rect, SessionId, SessionKind, Tier};
 use events::{EventBus, Published, RoomEvent};
 
 /// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
@@ -98,6 +98,9 @@ pub struct SessionInfo {
     /// It said its camera is off: its tile shows a placeholder.
     #[serde(default)]
     pub video_muted: bool,
+    /// The video output it receives (codec and tier), if it receives video.
+    #[serde(default)]
+    pub output: Option<OutputKey>,
 }
 
 /// The canvas of a room's mix.
@@ -132,6 +135,7 @@ enum RoomCommand {
         whep: bool,
         offer: String,
         name: Option<String>,
+        quality: Option<Tier>,
         reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     },
     Leave {
@@ -290,6 +294,7 @@ impl Rooms {
         whep: bool,
         offer: String,
         name: Option<String>,
+        quality: Option<Tier>,
     ) -> Result<JoinAnswer, JoinError> {
         // A room may end between lookup and delivery; then a fresh one is started. Twice is
         // enough: the second room is brand new and has no linger timer running.
@@ -302,6 +307,7 @@ impl Rooms {
                     whep,
                     offer,
                     name,
+                    quality,
                     reply,
                 })
                 .await

@@ -2,5 +2,6 @@
 mod bench;
 mod browser;
 mod core_mcu;
+mod outputs;
 mod room_events;
 mod support;

@@ -68,6 +68,15 @@ pub const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for ICE + DTLS to reach `Connected` after the answer is applied.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How a client joins, beyond its role.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinOptions {
+    /// Offer H.264 as the only video codec (and decode H.264).
+    pub h264_only: bool,
+    /// `?quality=` to ask for (`high` or `low`).
+    pub quality: Option<&'static str>,
+}
+
 /// What the client is to the room, which decides the endpoint and the SDP directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -188,6 +197,18 @@ impl TestClient {
         send: Option<SendMedia>,
         name: &str,
     ) -> Result<TestClient> {
+        Self::join_with(base_url, room, role, send, name, JoinOptions::default()).await
+    }
+
+    /// [`join`](Self::join) with options: which video codec to offer, which quality to ask for.
+    pub async fn join_with(
+        base_url: &str,
+        room: &str,
+        role: Role,
+        send: Option<SendMedia>,
+        name: &str,
+        options: JoinOptions,
+    ) -> Result<TestClient> {
         match (role, send.is_some()) {
             (Role::Contributor, false) => bail!("a contributor must have media to send"),
             (Role::Viewer, true) => bail!("a viewer sends nothing; pass None"),
@@ -209,7 +230,7 @@ impl TestClient {
         let (mut video, audio, audio_input) = if role.receives() {
             let (audio, audio_input) = AudioReceiver::new()?;
             (
-                Some(VideoReceiver::new(None)?),
+                Some(VideoReceiver::with_codec(None, options.h264_only)?),
                 Some(audio),
                 Some(audio_input),
             )
@@ -236,7 +257,9 @@ impl TestClient {
             ),
             audio_input: Mutex::new(audio_input),
         });
-        let pc = build_peer_connection(handler).await.context(what.clone())?;
+        let pc = build_peer_connection_with(handler, options.h264_only)
+            .await
+            .context(what.clone())?;
 
         // From here on the struct owns everything, so any early return cleans up in drop.
         let mut client = TestClient {
@@ -258,13 +281,13 @@ impl TestClient {
         let offer = create_offer(&*client.pc, &mut gathering)
             .await
             .context(what.clone())?;
-        let response = http::post(
-            &offer_url(base_url, room, role, name)?,
-            "application/sdp",
-            offer,
-        )
-        .await
-        .context(what.clone())?;
+        let mut url = offer_url(base_url, room, role, name)?;
+        if let Some(quality) = options.quality {
+            url.query_pairs_mut().append_pair("quality", quality);
+        }
+        let response = http::post(&url, "application/sdp", offer)
+            .await
+            .context(what.clone())?;
         if response.status != 201 {
             bail!(
                 "{what}: expected 201 Created, got HTTP {}: {}",
@@ -718,15 +741,22 @@ pub async fn post_offer(base_url: &str, room: &str, role: Role, name: &str) -> R
 }
 
 /// The URL a client of `role` POSTs its offer to: `{base}/rooms/{room}/whip?name=NAME` or
-/// `{base}/rooms/{room}/whep`.
+/// `{base}/rooms/{room}/whep?name=NAME`.
 pub fn offer_url(base_url: &str, room: &str, role: Role, name: &str) -> Result<Url> {
-    if role == Role::Viewer {
-        http::endpoint(base_url, &["rooms", room, "whep"])
-    } else {
-        let mut url = http::endpoint(base_url, &["rooms", room, "whip"])?;
-        url.query_pairs_mut().append_pair("name", name);
-        Ok(url)
-    }
+    let endpoint = if role == Role::Viewer { "whep" } else { "whip" };
+    let mut url = http::endpoint(base_url, &["rooms", room, endpoint])?;
+    url.query_pairs_mut().append_pair("name", name);
+    Ok(url)
+}
+
+/// H.264 as a kiosk offers it.
+fn h264_codec() -> RTCRtpCodecParameters {
+    let mut codec = vp8_codec();
+    codec.rtp_codec.mime_type = "video/H264".to_owned();
+    codec.rtp_codec.sdp_fmtp_line =
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned();
+    codec.payload_type = 102;
+    codec
 }
 
 pub(super) fn vp8_codec() -> RTCRtpCodecParameters {
@@ -795,10 +825,20 @@ pub(super) fn local_track(
 pub(super) async fn build_peer_connection(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>> {
+    build_peer_connection_with(handler, false).await
+}
+
+/// The same, offering H.264 (constrained baseline, packetization-mode 1) as its only video
+/// codec when `h264_only`: a kiosk with a hardware decoder.
+async fn build_peer_connection_with(
+    handler: Arc<dyn PeerConnectionEventHandler>,
+    h264_only: bool,
+) -> Result<Arc<dyn PeerConnection>> {
     let mut media_engine = MediaEngine::default();
+    let video = if h264_only { h264_codec() } else { vp8_codec() };
     media_engine
-        .register_codec(vp8_codec(), RtpCodecKind::Video)
-        .context("registering VP8")?;
+        .register_codec(video, RtpCodecKind::Video)
+        .context("registering the video codec")?;
     media_engine
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .context("registering Opus")?;

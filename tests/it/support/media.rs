@@ -397,15 +397,25 @@ pub struct VideoReceiver {
 impl VideoReceiver {
     /// Build and start the pipeline. `payload_type`, when known, goes into the RTP caps.
     pub fn new(payload_type: Option<u8>) -> Result<VideoReceiver> {
+        Self::with_codec(payload_type, false)
+    }
+
+    /// The same for H.264 (`rtph264depay ! avdec_h264`) when `h264`, else VP8.
+    pub fn with_codec(payload_type: Option<u8>, h264: bool) -> Result<VideoReceiver> {
         let pt = payload_type
             .map(|pt| format!(",payload={pt}"))
             .unwrap_or_default();
+        let (name, depay, decoder) = if h264 {
+            ("H264", "rtph264depay", "avdec_h264")
+        } else {
+            ("VP8", "rtpvp8depay", "vp8dec")
+        };
         let description = format!(
             "appsrc name=src is-live=true format=time do-timestamp=true \
-               caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000{pt}\" \
+               caps=\"application/x-rtp,media=video,encoding-name={name},clock-rate=90000{pt}\" \
              ! rtpjitterbuffer latency=50 \
-             ! rtpvp8depay request-keyframe=true wait-for-keyframe=true \
-             ! vp8dec \
+             ! {depay} request-keyframe=true wait-for-keyframe=true \
+             ! {decoder} \
              ! videoconvert \
              ! video/x-raw,format=RGB \
              ! appsink name=sink sync=false max-buffers=2 drop=true"

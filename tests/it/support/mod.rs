@@ -27,5 +27,5 @@ pub mod server;
 mod reflector;
 mod selftest;
 
-pub use client::{Role, SendMedia, TestClient};
+pub use client::{JoinOptions, Role, SendMedia, TestClient};
 pub use server::TestServer;

@@ -1,0 +1,166 @@
+//! Issue 5: the room's outputs. A kiosk that offers only H.264 gets H.264, a browser gets VP8,
+//! `?quality=low` gets the 640x360 tier, and each (codec, tier) is encoded once per room and
+//! only while someone receives it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use serde_json::Value;
+
+use crate::support::analysis::{Rect, Rgb, average_colour, colours, is_close};
+use crate::support::{JoinOptions, Role, SendMedia, TestClient, TestServer};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits until `viewer` decodes `width` x `height` frames whose centre is `colour`.
+async fn wait_for_picture(viewer: &TestClient, width: u32, height: u32, colour: Rgb) -> Result<()> {
+    let start = Instant::now();
+    let centre = Rect::new(width / 2 - 40, height / 2 - 40, 80, 80);
+    loop {
+        if let Some(frame) = viewer.latest_frame()
+            && frame.width == width
+            && frame.height == height
+            && is_close(average_colour(&frame, centre), colour, 40)
+        {
+            return Ok(());
+        }
+        if start.elapsed() > DEADLINE {
+            let seen = viewer
+                .latest_frame()
+                .map(|f| (f.width, f.height, f.centre()));
+            bail!(
+                "{}: expected {width}x{height} {colour:?}, saw {seen:?}",
+                viewer.name()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn outputs(room: &Value) -> Vec<String> {
+    room["mixer"]["video_outputs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `output` of the viewer called `name`, as `codec/tier`.
+fn output_of(room: &Value, name: &str) -> Option<String> {
+    room["viewers"].as_array()?.iter().find_map(|v| {
+        (v["name"] == name).then(|| {
+            format!(
+                "{}/{}",
+                v["output"]["codec"].as_str().unwrap_or("?"),
+                v["output"]["tier"].as_str().unwrap_or("?")
+            )
+        })
+    })
+}
+
+#[tokio::test]
+async fn issue5_h264_and_vp8_viewers_get_their_codec_and_one_encoder_each() -> Result<()> {
+    let server = TestServer::start(&[])?;
+    let base = server.base_url();
+    let room = "outputs";
+    let _camera = TestClient::join(
+        base,
+        room,
+        Role::Contributor,
+        Some(SendMedia::new(colours::RED, 440.0)),
+        "camera",
+    )
+    .await?;
+    let kiosk = |name| {
+        TestClient::join_with(
+            base,
+            room,
+            Role::Viewer,
+            None,
+            name,
+            JoinOptions {
+                h264_only: true,
+                ..JoinOptions::default()
+            },
+        )
+    };
+    let kiosk1 = kiosk("kiosk1").await?;
+    let browser = TestClient::join(base, room, Role::Viewer, None, "browser").await?;
+    let kiosk2 = kiosk("kiosk2").await?;
+    for v in [&kiosk1, &browser, &kiosk2] {
+        wait_for_picture(v, 1280, 720, colours::RED).await?;
+    }
+    let info = server.room(room).await?;
+    assert_eq!(
+        output_of(&info, "kiosk1").as_deref(),
+        Some("h264/high"),
+        "{info}"
+    );
+    assert_eq!(
+        output_of(&info, "kiosk2").as_deref(),
+        Some("h264/high"),
+        "{info}"
+    );
+    assert_eq!(
+        output_of(&info, "browser").as_deref(),
+        Some("vp8/high"),
+        "{info}"
+    );
+    // Three receivers, two encoders: the second kiosk added none.
+    assert_eq!(outputs(&info), ["vp8/high", "h264/high"], "{info}");
+    assert_eq!(info["mixer"]["video_encoders"], 2, "{info}");
+
+    // A weak downlink asks for the low tier and decodes 640x360.
+    let low = TestClient::join_with(
+        base,
+        room,
+        Role::Viewer,
+        None,
+        "phone",
+        JoinOptions {
+            quality: Some("low"),
+            ..JoinOptions::default()
+        },
+    )
+    .await?;
+    wait_for_picture(&low, 640, 360, colours::RED).await?;
+    let info = server.room(room).await?;
+    assert_eq!(
+        output_of(&info, "phone").as_deref(),
+        Some("vp8/low"),
+        "{info}"
+    );
+    assert_eq!(
+        outputs(&info),
+        ["vp8/high", "vp8/low", "h264/high"],
+        "{info}"
+    );
+
+    // Its encoder stops when it leaves; the kiosks' stops when they leave.
+    low.leave().await?;
+    kiosk1.leave().await?;
+    kiosk2.leave().await?;
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let info = server.room(room).await?;
+        if outputs(&info) == ["vp8/high"] {
+            break;
+        }
+        ensure!(Instant::now() < end, "idle encoders still running: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_picture(&browser, 1280, 720, colours::RED).await?;
+    // A bad quality is refused with a sentence.
+    let bad = crate::support::http::post(
+        &reqwest::Url::parse(&format!("{base}/rooms/{room}/whep?quality=ultra"))?,
+        "application/sdp",
+        "v=0\r\n",
+    )
+    .await?;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.json()?["error"], "invalid_quality");
+    Ok(())
+}
