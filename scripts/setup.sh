@@ -13,8 +13,9 @@ BUILD_PACKAGES=(
   libopus-dev
 )
 # ... and only to run the tests: network namespaces for the browser tests (iproute2, unshare
-# from util-linux), /proc tools, and the real browser with its WebDriver.
-TEST_PACKAGES=(iproute2 procps util-linux chromium chromium-driver)
+# from util-linux), /proc tools, the real browser with its WebDriver, and gst-discoverer-1.0
+# to read recordings back.
+TEST_PACKAGES=(iproute2 procps util-linux chromium chromium-driver gstreamer1.0-plugins-base-apps)
 
 want=("${BUILD_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then

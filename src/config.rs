@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::types::{OutputKey, Tier, VideoCodec};
+use crate::types::{OutputKey, RecordingFormat, Tier, VideoCodec};
 
 /// Where the HTTP interface listens by default.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -22,6 +22,8 @@ pub const DEFAULT_HEIGHT: u32 = 720;
 pub const DEFAULT_FPS: u32 = 30;
 /// Bitrate of the mixed video, ~2 Mbit/s: enough for a 720p grid of talking heads.
 pub const DEFAULT_VIDEO_KBPS: u32 = 2000;
+/// Where recordings go, relative to the working directory.
+pub const DEFAULT_RECORDINGS_DIR: &str = "recordings";
 /// Bitrate of the low tier (half the canvas): a weak downlink or `?quality=low`.
 pub const DEFAULT_LOW_VIDEO_KBPS: u32 = 600;
 /// Bitrate of each mixed audio stream (Opus, 48 kHz, mono voice).
@@ -101,6 +103,12 @@ pub struct ServeArgs {
     /// A directory whose `*.pipeline` files override the embedded GStreamer descriptions.
     #[arg(long, env = "TESSERA_PIPELINES_DIR")]
     pub pipelines_dir: Option<PathBuf>,
+    /// Where recordings are written (one folder per room).
+    #[arg(long, env = "TESSERA_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+    /// Record every room from its start, in this format (`webm` or `mp4`).
+    #[arg(long, env = "TESSERA_AUTO_RECORD")]
+    pub auto_record: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file (all optional).
@@ -121,6 +129,8 @@ struct FileConfig {
     max_participants: Option<usize>,
     room_linger_secs: Option<f64>,
     pipelines_dir: Option<PathBuf>,
+    recordings_dir: Option<PathBuf>,
+    auto_record: Option<String>,
 }
 
 /// A range of UDP ports, both ends included.
@@ -201,6 +211,10 @@ pub struct Config {
     pub room_linger: Duration,
     /// Override directory for pipeline descriptions.
     pub pipelines_dir: Option<PathBuf>,
+    /// Where recordings are written.
+    pub recordings_dir: PathBuf,
+    /// Record every room from its start.
+    pub auto_record: Option<RecordingFormat>,
 }
 
 /// A configuration that cannot be used.
@@ -250,6 +264,8 @@ impl Default for Config {
             max_participants: DEFAULT_MAX_PARTICIPANTS,
             room_linger: Duration::from_secs_f64(DEFAULT_ROOM_LINGER_SECS),
             pipelines_dir: None,
+            recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
+            auto_record: None,
         }
     }
 }
@@ -305,6 +321,12 @@ impl Config {
             c.room_linger = Duration::from_secs_f64(v);
         }
         c.pipelines_dir = pick!(pipelines_dir);
+        if let Some(dir) = pick!(recordings_dir) {
+            c.recordings_dir = dir;
+        }
+        if let Some(format) = pick!(auto_record) {
+            c.auto_record = Some(format.parse().map_err(ConfigError::Invalid)?);
+        }
         c.validate()?;
         Ok(c)
     }

@@ -210,3 +210,54 @@ impl fmt::Display for OutputKey {
         write!(f, "{}/{}", self.codec.name(), self.tier.name())
     }
 }
+
+/// The container of a recording.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingFormat {
+    /// WebM: VP8 + Opus.
+    #[default]
+    Webm,
+    /// Fragmented MP4: H.264 + Opus.
+    Mp4,
+}
+
+impl RecordingFormat {
+    /// The video output the recording takes (always the high tier).
+    pub fn output(self) -> OutputKey {
+        OutputKey {
+            codec: match self {
+                RecordingFormat::Webm => VideoCodec::Vp8,
+                RecordingFormat::Mp4 => VideoCodec::H264,
+            },
+            tier: Tier::High,
+        }
+    }
+
+    /// `webm` or `mp4`: the file extension and the pipeline description's suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordingFormat::Webm => "webm",
+            RecordingFormat::Mp4 => "mp4",
+        }
+    }
+
+    /// The file's media type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            RecordingFormat::Webm => "video/webm",
+            RecordingFormat::Mp4 => "video/mp4",
+        }
+    }
+}
+
+impl std::str::FromStr for RecordingFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RecordingFormat, String> {
+        match s {
+            "webm" => Ok(RecordingFormat::Webm),
+            "mp4" => Ok(RecordingFormat::Mp4),
+            other => Err(format!("the format must be webm or mp4, not {other:?}")),
+        }
+    }
+}

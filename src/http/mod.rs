@@ -10,6 +10,10 @@
 //! | `PATCH /rooms/{room}/sessions/{id}` | trickle ICE (`application/trickle-ice-sdpfrag`, `If-Match`) → 204; ICE restart → 422 |
 //! | `PUT /rooms/{room}/sessions/{id}/mute` | `{"audio": bool, "video": bool}`: what the session stopped sending → 204 |
 //! | `GET /rooms/{room}/events` | the room's events (Server-Sent Events, typed JSON) |
+//! | `POST /rooms/{room}/recordings` | `{"format": "webm"|"mp4"}` → 201 + the recording |
+//! | `GET /rooms/{room}/recordings` | the room's recordings |
+//! | `DELETE /rooms/{room}/recordings/{id}` | stop → 200 once the file is complete |
+//! | `GET /rooms/{room}/recordings/{id}/file` | the file (also while it is being written) |
 //! | `GET /rooms`, `GET /rooms/{room}` | room state as JSON |
 //! | `GET /healthz` | liveness |
 //! | `GET /`, `/view.html`, `/js/*`, `/style.css` | the browser client (`web/`, embedded) |
@@ -28,7 +32,7 @@ use warp::http::{Response, StatusCode, header};
 
 use crate::peer::parse_fragment;
 use crate::room::events::RoomEvent;
-use crate::room::{JoinError, Rooms, TrickleError, valid_room_name};
+use crate::room::{JoinError, RecordingError, Rooms, TrickleError, valid_room_name};
 use crate::types::SessionId;
 
 pub use errors::ErrorBody;
@@ -77,6 +81,25 @@ pub fn routes(
         .and(warp::path!("rooms" / String / "events"))
         .and(with_rooms.clone())
         .map(events);
+    let start_recording = warp::post()
+        .and(warp::path!("rooms" / String / "recordings"))
+        .and(limited_body())
+        .and(with_rooms.clone())
+        .then(start_recording);
+    let list_recordings = warp::get()
+        .and(warp::path!("rooms" / String / "recordings"))
+        .and(with_rooms.clone())
+        .map(|room: String, rooms: Rooms| json(StatusCode::OK, &rooms.recordings(&room)));
+    let stop_recording = warp::delete()
+        .and(warp::path!("rooms" / String / "recordings" / String))
+        .and(with_rooms.clone())
+        .then(stop_recording);
+    let recording_file = warp::get()
+        .and(warp::path!(
+            "rooms" / String / "recordings" / String / "file"
+        ))
+        .and(with_rooms.clone())
+        .then(recording_file);
     let options = warp::options()
         .and(warp::path::tail())
         .map(|_: warp::path::Tail| {
@@ -132,18 +155,29 @@ pub fn routes(
         .and(warp::path!("debug" / "counts"))
         .map(|| json(StatusCode::OK, &crate::metrics::snapshot()));
 
-    join.or(leave)
+    // Grouped and boxed: a long chain of `or`s makes a type rustc takes minutes to check.
+    // Recordings before `join`, which answers every other POST /rooms/{room}/{x} itself.
+    let sessions = start_recording
+        .or(join)
+        .unify()
+        .or(leave)
         .unify()
         .or(patch)
         .unify()
         .or(mute)
         .unify()
-        .or(events)
+        .boxed();
+    let rooms_api = events
+        .or(list_recordings)
+        .unify()
+        .or(stop_recording)
+        .unify()
+        .or(recording_file)
         .unify()
         .or(options)
         .unify()
-        .or(list)
-        .unify()
+        .boxed();
+    let state = list
         .or(info)
         .unify()
         .or(health)
@@ -151,6 +185,12 @@ pub fn routes(
         .or(counts)
         .unify()
         .or(web)
+        .unify()
+        .boxed();
+    sessions
+        .or(rooms_api)
+        .unify()
+        .or(state)
         .unify()
         .recover(errors::recover)
         .unify()
@@ -406,6 +446,105 @@ async fn trickle(
             "ice_restart_unsupported",
             &e.to_string(),
         ),
+    }
+}
+
+fn recording_error(e: RecordingError) -> Reply {
+    let (status, code) = match &e {
+        RecordingError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        RecordingError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported_format"),
+        RecordingError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "recording_failed"),
+    };
+    errors::error(status, code, &e.to_string())
+}
+
+/// The body of `POST /rooms/{room}/recordings` (empty: WebM).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RecordingRequest {
+    format: Option<String>,
+}
+
+async fn start_recording(room: String, body: Result<Bytes, Reply>, rooms: Rooms) -> Reply {
+    let body = match body {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let request: RecordingRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RecordingRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return errors::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_recording",
+                    &format!("expected {{\"format\": \"webm\" or \"mp4\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let format = match request.format.as_deref().map(str::parse) {
+        None => crate::types::RecordingFormat::default(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return errors::error(StatusCode::BAD_REQUEST, "unsupported_format", &e),
+    };
+    match rooms.start_recording(&room, format).await {
+        Ok(info) => {
+            let mut reply = json(StatusCode::CREATED, &info);
+            if let Ok(location) =
+                header::HeaderValue::from_str(&format!("/rooms/{room}/recordings/{}", info.id))
+            {
+                reply.headers_mut().insert(header::LOCATION, location);
+            }
+            reply
+        }
+        Err(e) => recording_error(e),
+    }
+}
+
+fn recording_id(id: &str) -> Option<u64> {
+    u64::from_str_radix(id, 16).ok()
+}
+
+async fn stop_recording(room: String, id: String, rooms: Rooms) -> Reply {
+    let Some(n) = recording_id(&id) else {
+        return recording_error(RecordingError::NotFound(format!("no recording {id:?}")));
+    };
+    match rooms.stop_recording(&room, n).await {
+        Ok(info) => json(StatusCode::OK, &info),
+        Err(e) => recording_error(e),
+    }
+}
+
+/// Streams a recording's file; a recording in progress gives what is written so far (a WebM
+/// or fragmented MP4 that plays up to there).
+async fn recording_file(room: String, id: String, rooms: Rooms) -> Reply {
+    use warp::Reply as _;
+    let Some(info) = recording_id(&id).and_then(|n| rooms.recording(&room, n)) else {
+        return recording_error(RecordingError::NotFound(format!("no recording {id:?}")));
+    };
+    let path = rooms.recording_path(&room, info.format, &info.id);
+    match tokio::fs::File::open(&path).await {
+        Ok(file) => {
+            let mut reply =
+                warp::reply::stream(tokio_util::io::ReaderStream::new(file)).into_response();
+            reply.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(info.format.content_type()),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&format!(
+                "attachment; filename=\"{room}-{}.{}\"",
+                info.id,
+                info.format.name()
+            )) {
+                reply.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            reply
+        }
+        Err(e) => recording_error(RecordingError::NotFound(format!(
+            "the file of recording {id} cannot be read: {e}"
+        ))),
     }
 }
 

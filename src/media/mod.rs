@@ -14,7 +14,10 @@
 //! `try_send`. Dropping the `Mixer` sets the pipeline to Null.
 
 pub mod bench;
+mod recorder;
 mod templates;
+
+pub use recorder::Recorder;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,6 +82,13 @@ pub enum MixerEvent {
     LatencyChanged,
     /// A session's video input needs a keyframe (join, loss, decode error): send it a PLI.
     KeyframeWanted(SessionId),
+    /// A recording's pipeline failed (disk full, unwritable file); the room goes on.
+    RecordingFailed {
+        /// The recording.
+        id: u64,
+        /// The element and GStreamer's words.
+        error: String,
+    },
 }
 
 /// Process-wide media set-up: GStreamer initialised and the descriptions loaded.
@@ -397,6 +407,17 @@ impl Mixer {
         self.video_outputs
             .get(&key)
             .map(|o| o.output.tx.subscribe())
+    }
+
+    /// Starts a recording of this room into `path`; feed it from [`Mixer::subscribe_video`]
+    /// (the format's output) and [`Mixer::subscribe_audio`] (`None`: everyone).
+    pub fn start_recording(
+        &self,
+        id: u64,
+        format: crate::types::RecordingFormat,
+        path: &Path,
+    ) -> Result<Recorder, MediaError> {
+        Recorder::start(&self.templates, id, format, path, self.events.clone())
     }
 
     /// Whether the room has this output (its codec can be encoded here).

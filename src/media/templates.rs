@@ -38,6 +38,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../pipelines/video-input-h264.pipeline"),
     ),
     (
+        "recording-webm.pipeline",
+        include_str!("../../pipelines/recording-webm.pipeline"),
+    ),
+    (
+        "recording-mp4.pipeline",
+        include_str!("../../pipelines/recording-mp4.pipeline"),
+    ),
+    (
         "video-placeholder.pipeline",
         include_str!("../../pipelines/video-placeholder.pipeline"),
     ),

@@ -13,16 +13,18 @@ use tokio::task::JoinSet;
 use super::events::{LeaveReason, RoomEvent, TileInfo};
 use super::keyframe::{Decision, KeyframeGate};
 use super::{
-    Canvas, JoinAnswer, JoinError, RoomCommand, RoomInfo, Rooms, SessionInfo, TrickleError, layout,
+    Canvas, JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomCommand,
+    RoomInfo, Rooms, SessionInfo, TrickleError, layout,
 };
-use crate::media::{Mixer, MixerEvent};
+use crate::media::{Mixer, MixerEvent, Recorder};
 use crate::metrics::{self, Live};
 use crate::peer::{
     self, Direction, OfferSummary, Peer, PeerError, PeerEvent, PeerEventKind, SendPlan,
     TrickleFragment,
 };
 use crate::types::{
-    ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, Tier, VideoCodec,
+    ConnectionState, MediaKind, OutputKey, RecordingFormat, Rect, RtpSink, SessionId, SessionKind,
+    Tier, VideoCodec,
 };
 
 /// Bound of the pipeline's event queue (errors, latency, keyframe wishes); when full, the
@@ -167,6 +169,23 @@ struct Pending {
 
 type Negotiated = (SessionId, Result<(Peer, String), PeerError>);
 
+/// A recording in progress: its pipeline and the two tasks that feed it from the room's
+/// outputs (aborted when it ends).
+struct ActiveRecording {
+    id: u64,
+    info: RecordingInfo,
+    started: Instant,
+    recorder: Recorder,
+    feeders: JoinSet<()>,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 pub(super) struct RoomActor {
     /// The room's name (shared with every event it publishes).
     name: Arc<str>,
@@ -186,6 +205,7 @@ pub(super) struct RoomActor {
     closing: JoinSet<()>,
     /// One gate per video output: a keyframe forced for one output costs the others nothing.
     keyframes: HashMap<OutputKey, KeyframeGate>,
+    recordings: Vec<ActiveRecording>,
     empty_since: Option<Instant>,
     _live: Live,
 }
@@ -214,6 +234,7 @@ impl RoomActor {
             negotiations: JoinSet::new(),
             closing: JoinSet::new(),
             keyframes: HashMap::new(),
+            recordings: Vec::new(),
             empty_since: Some(Instant::now()),
             _live: Live::new(&metrics::ROOMS),
         }
@@ -221,6 +242,11 @@ impl RoomActor {
 
     pub(super) async fn run(mut self) {
         tracing::info!(room = %self.name, "room started");
+        if let Some(format) = self.rooms.inner.config.auto_record
+            && let Err(e) = self.start_recording(format)
+        {
+            tracing::error!(room = %self.name, "automatic recording did not start: {e}");
+        }
         let shutdown = self.rooms.inner.shutdown.clone();
         let linger = self.rooms.inner.config.room_linger;
         loop {
@@ -286,6 +312,10 @@ impl RoomActor {
         }
         for (_, p) in self.pending.drain() {
             let _ = p.reply.send(Err(JoinError::ShuttingDown));
+        }
+        // Recordings end with their room, cleanly: their files are complete.
+        for r in std::mem::take(&mut self.recordings) {
+            self.finish_recording(r, None);
         }
         self.negotiations.abort_all();
         while let Some(done) = self.negotiations.join_next().await {
@@ -375,7 +405,153 @@ impl RoomActor {
             } => {
                 let _ = reply.send(self.mute(session, audio, video).await);
             }
+            RoomCommand::StartRecording { format, reply } => {
+                let _ = reply.send(self.start_recording(format));
+            }
+            RoomCommand::StopRecording { id, reply } => {
+                match self.recordings.iter().position(|r| r.id == id) {
+                    Some(idx) => {
+                        let r = self.recordings.remove(idx);
+                        self.update_receivers();
+                        self.finish_recording(r, Some(reply));
+                    }
+                    None => {
+                        let _ = reply.send(self.rooms.recording(&self.name, id).ok_or_else(|| {
+                            RecordingError::NotFound(format!("no recording {id:x}"))
+                        }));
+                    }
+                }
+            }
         }
+    }
+
+    fn start_recording(
+        &mut self,
+        format: RecordingFormat,
+    ) -> Result<RecordingInfo, RecordingError> {
+        let key = format.output();
+        let Some(mut video) = self.mixer.subscribe_video(key) else {
+            return Err(RecordingError::Unsupported(format!(
+                "this server cannot encode {} for a {} recording",
+                key.codec.name(),
+                format.name()
+            )));
+        };
+        let mut audio = self.mixer.subscribe_audio(None);
+        let id = rand::random::<u64>() >> 12;
+        let hex = format!("{id:x}");
+        let path = self.rooms.recording_path(&self.name, format, &hex);
+        let mut info = RecordingInfo {
+            id: hex.clone(),
+            room: self.name.to_string(),
+            format,
+            state: RecordingState::Recording,
+            error: None,
+            started_at: unix_now(),
+            duration_secs: 0.0,
+            bytes: 0,
+            file: format!("/rooms/{}/recordings/{hex}/file", self.name),
+        };
+        let started = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| format!("creating {}: {e}", path.display()))
+            .and_then(|_| {
+                self.mixer
+                    .start_recording(id, format, &path)
+                    .map_err(|e| e.to_string())
+            });
+        let recorder = match started {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(room = %self.name, "recording {hex} failed to start: {e}");
+                info.state = RecordingState::Failed;
+                info.error = Some(e.clone());
+                self.rooms.put_recording(&info);
+                self.publish(RoomEvent::RecordingFailed { recording: info });
+                return Err(RecordingError::Storage(e));
+            }
+        };
+        let mut feeders = JoinSet::new();
+        let sink = recorder.video.clone();
+        feeders.spawn(async move {
+            // A lagging recorder loses packets; the depayloader waits for the next keyframe.
+            loop {
+                match video.recv().await {
+                    Ok(p) => sink.push(p),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
+        let sink = recorder.audio.clone();
+        feeders.spawn(async move {
+            loop {
+                match audio.recv().await {
+                    Ok(p) => sink.push(p),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
+        tracing::info!(room = %self.name, recording = %hex, path = %path.display(), "recording started");
+        self.recordings.push(ActiveRecording {
+            id,
+            info: info.clone(),
+            started: Instant::now(),
+            recorder,
+            feeders,
+        });
+        self.update_receivers();
+        // The file must start at a keyframe, now rather than at the next periodic one.
+        self.request_keyframe(key);
+        self.rooms.put_recording(&info);
+        self.publish(RoomEvent::RecordingStarted {
+            recording: info.clone(),
+        });
+        Ok(info)
+    }
+
+    /// Drains a recording off the actor's thread (its muxer writes the index), then records
+    /// and announces how it ended, and answers `reply` if someone waits.
+    fn finish_recording(
+        &mut self,
+        mut r: ActiveRecording,
+        reply: Option<oneshot::Sender<Result<RecordingInfo, RecordingError>>>,
+    ) {
+        r.feeders.abort_all();
+        let rooms = self.rooms.clone();
+        let room = self.name.clone();
+        let recorder = r.recorder;
+        let mut info = r.info;
+        info.duration_secs = r.started.elapsed().as_secs_f64();
+        self.closing.spawn(async move {
+            let result = tokio::task::spawn_blocking(move || recorder.finish())
+                .await
+                .unwrap_or_else(|e| Err(format!("finishing the recording panicked: {e}")));
+            let event = match result {
+                Ok(()) => {
+                    info.state = RecordingState::Stopped;
+                    tracing::info!(%room, recording = %info.id, "recording stopped");
+                    RoomEvent::RecordingStopped {
+                        recording: info.clone(),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%room, recording = %info.id, "recording ended badly: {e}");
+                    info.state = RecordingState::Failed;
+                    info.error = Some(e);
+                    RoomEvent::RecordingFailed {
+                        recording: info.clone(),
+                    }
+                }
+            };
+            rooms.put_recording(&info);
+            rooms.inner.events.publish(&room, event);
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(rooms.recording(&room, r.id).unwrap_or(info)));
+            }
+        });
     }
 
     async fn trickle(
@@ -658,9 +834,12 @@ impl RoomActor {
     /// Idles the encoders nobody receives (see [`Mixer::set_receivers`]).
     fn update_receivers(&self) {
         let live = || self.sessions.iter().filter(|s| s.sending);
+        let mut outputs: std::collections::BTreeSet<OutputKey> =
+            live().filter_map(|s| s.output).collect();
+        outputs.extend(self.recordings.iter().map(|r| r.info.format.output()));
         self.mixer.set_receivers(
-            &live().filter_map(|s| s.output).collect(),
-            live().any(|s| s.hears_everyone),
+            &outputs,
+            live().any(|s| s.hears_everyone) || !self.recordings.is_empty(),
         );
     }
 
@@ -770,6 +949,21 @@ impl RoomActor {
                 return false;
             }
             MixerEvent::LatencyChanged => self.mixer.recalculate_latency(),
+            MixerEvent::RecordingFailed { id, error } => {
+                // Only the recording ends; the room and everyone in it go on.
+                if let Some(idx) = self.recordings.iter().position(|r| r.id == id) {
+                    let mut r = self.recordings.remove(idx);
+                    r.feeders.abort_all();
+                    let mut info = r.info.clone();
+                    info.state = RecordingState::Failed;
+                    info.error = Some(error);
+                    info.duration_secs = r.started.elapsed().as_secs_f64();
+                    self.rooms.put_recording(&info);
+                    self.publish(RoomEvent::RecordingFailed { recording: info });
+                    self.update_receivers();
+                    // Dropping the recorder sets its pipeline to Null.
+                }
+            }
             MixerEvent::KeyframeWanted(session) => {
                 let now = Instant::now();
                 if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::{Canvas, SessionInfo};
+use super::{Canvas, RecordingInfo, SessionInfo};
 use crate::types::{ConnectionState, Rect};
 
 /// Events the bus holds for its slowest reader before that reader lags (and resyncs).
@@ -106,6 +106,21 @@ pub enum RoomEvent {
         name: Option<String>,
         /// The state it reached.
         state: ConnectionState,
+    },
+    /// A recording of the room started.
+    RecordingStarted {
+        /// It.
+        recording: RecordingInfo,
+    },
+    /// A recording ended cleanly (stopped, or its room ended); its file is complete.
+    RecordingStopped {
+        /// It, as it ended.
+        recording: RecordingInfo,
+    },
+    /// A recording failed (disk full, unwritable directory); the room goes on without it.
+    RecordingFailed {
+        /// It, with its `error`.
+        recording: RecordingInfo,
     },
     /// The room ended (empty for its linger time, or the server is stopping).
     RoomEnded,

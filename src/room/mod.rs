@@ -23,7 +23,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::media::{MediaFactory, MixerStats};
 use crate::peer::{PeerFactory, TrickleFragment};
-use crate::types::{ConnectionState, OutputKey, Rect, SessionId, SessionKind, Tier};
+use crate::types::{
+    ConnectionState, OutputKey, RecordingFormat, Rect, SessionId, SessionKind, Tier,
+};
 use events::{EventBus, Published, RoomEvent};
 
 /// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
@@ -64,6 +66,55 @@ pub enum TrickleError {
     /// (RFC 9725: 422 when only one of trickle and restart is supported).
     #[error("ICE restarts are not supported; end this session and join again")]
     RestartUnsupported,
+}
+
+/// Why a recording could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// No such room (a room exists while someone is in it) or recording.
+    #[error("{0}")]
+    NotFound(String),
+    /// The room cannot encode the format's video codec here.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The file could not be created or written.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Where a recording stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingState {
+    /// Writing.
+    Recording,
+    /// Ended cleanly: the file is complete.
+    Stopped,
+    /// Ended by an error (`error` says which); the file holds what was written before.
+    Failed,
+}
+
+/// A recording as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RecordingInfo {
+    /// Its id (the last segment of its URL).
+    pub id: String,
+    /// The room recorded.
+    pub room: String,
+    /// WebM or MP4.
+    pub format: RecordingFormat,
+    /// Where it stands.
+    pub state: RecordingState,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When it started, in seconds since the Unix epoch.
+    pub started_at: f64,
+    /// How long it recorded (so far), in seconds.
+    pub duration_secs: f64,
+    /// The file's size now.
+    pub bytes: u64,
+    /// Where to download it.
+    pub file: String,
 }
 
 /// The answer to a successful join.
@@ -157,6 +208,14 @@ enum RoomCommand {
         video: Option<bool>,
         reply: oneshot::Sender<bool>,
     },
+    StartRecording {
+        format: RecordingFormat,
+        reply: oneshot::Sender<Result<RecordingInfo, RecordingError>>,
+    },
+    StopRecording {
+        id: u64,
+        reply: oneshot::Sender<Result<RecordingInfo, RecordingError>>,
+    },
 }
 
 /// The mailbox of one room. Cheap to clone; the actor ends when the room does.
@@ -196,6 +255,10 @@ struct RoomsInner {
     shutdown: CancellationToken,
     /// Every room's events, for the event streams.
     events: EventBus,
+    /// Every recording of this process, by room, so they can be listed and downloaded after
+    /// their room ended. A tiny map: updated by the room actors, read by the HTTP edge, never
+    /// locked across an await.
+    recordings: Mutex<HashMap<String, Vec<RecordingInfo>>>,
 }
 
 /// The registry of live rooms.
@@ -225,6 +288,7 @@ impl Rooms {
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 events: EventBus::default(),
+                recordings: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -372,6 +436,107 @@ impl Rooms {
                 .await
                 .unwrap_or(false),
             None => false,
+        }
+    }
+
+    /// Starts recording `room` (which must be running).
+    pub async fn start_recording(
+        &self,
+        room: &str,
+        format: RecordingFormat,
+    ) -> Result<RecordingInfo, RecordingError> {
+        let handle = self.get(room).ok_or_else(|| {
+            RecordingError::NotFound(format!("no room named {room:?} is running"))
+        })?;
+        handle
+            .ask(|reply| RoomCommand::StartRecording { format, reply })
+            .await
+            .unwrap_or_else(|_| Err(RecordingError::NotFound(format!("the room {room:?} ended"))))
+    }
+
+    /// Stops a recording and returns it once its file is complete. Stopping one that already
+    /// ended returns it as it is.
+    pub async fn stop_recording(
+        &self,
+        room: &str,
+        id: u64,
+    ) -> Result<RecordingInfo, RecordingError> {
+        let existing = self.recording(room, id).ok_or_else(|| {
+            RecordingError::NotFound(format!("no recording {id:x} of room {room:?}"))
+        })?;
+        if existing.state != RecordingState::Recording {
+            return Ok(existing);
+        }
+        match self.get(room) {
+            Some(handle) => handle
+                .ask(|reply| RoomCommand::StopRecording { id, reply })
+                .await
+                .unwrap_or_else(|_| {
+                    self.recording(room, id)
+                        .ok_or_else(|| RecordingError::NotFound(format!("no recording {id:x}")))
+                }),
+            None => Ok(existing),
+        }
+    }
+
+    /// The recordings of `room`, oldest first, with their current sizes.
+    pub fn recordings(&self, room: &str) -> Vec<RecordingInfo> {
+        let list = self
+            .recordings_lock()
+            .get(room)
+            .cloned()
+            .unwrap_or_default();
+        list.into_iter().map(|r| self.with_size(r)).collect()
+    }
+
+    /// One recording, with its current size.
+    pub fn recording(&self, room: &str, id: u64) -> Option<RecordingInfo> {
+        let id = format!("{id:x}");
+        let found = self
+            .recordings_lock()
+            .get(room)?
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()?;
+        Some(self.with_size(found))
+    }
+
+    /// The file of a recording.
+    pub fn recording_path(
+        &self,
+        room: &str,
+        format: RecordingFormat,
+        id: &str,
+    ) -> std::path::PathBuf {
+        self.inner
+            .config
+            .recordings_dir
+            .join(room)
+            .join(format!("{id}.{}", format.name()))
+    }
+
+    fn with_size(&self, mut r: RecordingInfo) -> RecordingInfo {
+        r.bytes = std::fs::metadata(self.recording_path(&r.room, r.format, &r.id))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        r
+    }
+
+    fn recordings_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<RecordingInfo>>> {
+        // Single pushes and field updates: a poisoned lock still holds a consistent map.
+        self.inner
+            .recordings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records (or updates) a recording's entry; called by its room actor.
+    fn put_recording(&self, info: &RecordingInfo) {
+        let mut map = self.recordings_lock();
+        let list = map.entry(info.room.clone()).or_default();
+        match list.iter_mut().find(|r| r.id == info.id) {
+            Some(r) => *r = info.clone(),
+            None => list.push(info.clone()),
         }
     }
 

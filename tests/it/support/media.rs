@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use gst::prelude::*;
 use gst_video::prelude::*;
@@ -702,4 +702,102 @@ impl AudioInput {
 
 fn mix_down(interleaved: &[f32], out: &mut Vec<f32>) {
     out.extend(interleaved.chunks_exact(2).map(|lr| 0.5 * (lr[0] + lr[1])));
+}
+
+/// What a media file holds, decoded: a video frame every `frame_every` seconds (by timestamp)
+/// and all of its audio, mono 48 kHz.
+pub struct DecodedFile {
+    /// (seconds from the first frame, frame).
+    pub frames: Vec<(f64, Frame)>,
+    /// Video frames decoded in all.
+    pub frame_count: u64,
+    pub audio: Vec<f32>,
+}
+
+impl DecodedFile {
+    /// The kept frame nearest to `secs`.
+    pub fn frame_at(&self, secs: f64) -> Option<&Frame> {
+        self.frames
+            .iter()
+            .min_by(|a, b| (a.0 - secs).abs().total_cmp(&(b.0 - secs).abs()))
+            .map(|(_, f)| f)
+    }
+
+    /// The audio between `from` and `to` seconds.
+    pub fn audio_between(&self, from: f64, to: f64) -> &[f32] {
+        let at = |s: f64| ((s * AUDIO_RATE as f64) as usize).min(self.audio.len());
+        &self.audio[at(from)..at(to)]
+    }
+}
+
+/// Decodes a recording (WebM or MP4) with `decodebin`, as fast as it goes, within `deadline`.
+pub fn decode_file(
+    path: &std::path::Path,
+    frame_every: f64,
+    deadline: Duration,
+) -> Result<DecodedFile> {
+    let description = format!(
+        "filesrc location=\"{}\" ! decodebin name=d \
+         d. ! queue ! videoconvert ! video/x-raw,format=RGB ! appsink name=video sync=false \
+         d. ! queue ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,channels=1,rate={AUDIO_RATE} \
+            ! appsink name=audio sync=false",
+        path.display()
+    );
+    let pipeline = Pipeline::launch(&description, "file decoder")?;
+    let video: gst_app::AppSink = pipeline.by_name("video")?;
+    let audio: gst_app::AppSink = pipeline.by_name("audio")?;
+    pipeline.play()?;
+    let end = Instant::now() + deadline;
+    let mut out = DecodedFile {
+        frames: Vec::new(),
+        frame_count: 0,
+        audio: Vec::new(),
+    };
+    let (mut video_done, mut audio_done) = (false, false);
+    let mut first_pts: Option<gst::ClockTime> = None;
+    let mut next_keep = 0.0;
+    while !(video_done && audio_done) {
+        if Instant::now() > end {
+            bail!("decoding {} took over {deadline:?}", path.display());
+        }
+        if let Some(e) = pipeline
+            .errors()
+            .into_iter()
+            .find(|e| e.starts_with("error"))
+        {
+            bail!("decoding {}: {e}", path.display());
+        }
+        if !video_done {
+            match video.try_pull_sample(gst::ClockTime::from_mseconds(20)) {
+                Some(sample) => {
+                    out.frame_count += 1;
+                    let pts = sample.buffer().and_then(|b| b.pts()).unwrap_or_default();
+                    let first = *first_pts.get_or_insert(pts);
+                    let secs = pts.saturating_sub(first).nseconds() as f64 / 1e9;
+                    if secs >= next_keep {
+                        out.frames.push((secs, rgb_frame(&sample)?));
+                        next_keep = secs + frame_every;
+                    }
+                }
+                None => video_done = video.is_eos(),
+            }
+        }
+        if !audio_done {
+            match audio.try_pull_sample(gst::ClockTime::from_mseconds(5)) {
+                Some(sample) => {
+                    if let Some(buffer) = sample.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        out.audio.extend(
+                            map.as_slice()
+                                .chunks_exact(4)
+                                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                        );
+                    }
+                }
+                None => audio_done = audio.is_eos(),
+            }
+        }
+    }
+    Ok(out)
 }
