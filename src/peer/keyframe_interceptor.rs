@@ -1,10 +1,12 @@
-//! An interceptor that lets keyframe requests (PLI, FIR) from receivers reach the application.
+//! An interceptor that lets keyframe requests (PLI, FIR) and bandwidth estimates (REMB) from
+//! receivers reach the application.
 //!
 //! webrtc-rs 0.21 ends inbound RTCP at the interceptor chain unless a packet is marked
 //! `DeliverToApplication`. Everything else (reports, NACK, transport feedback) is the
 //! interceptors' business; a keyframe request is about the room's mixed video, which only the
-//! application can answer by forcing the encoder. So this one marks exactly those and stands last
-//! in the chain, after every interceptor that reads RTCP.
+//! application can answer by forcing the encoder, and a receiver's REMB decides which tier of
+//! the room's ladder it gets. So this one marks exactly those and stands last in the chain, after
+//! every interceptor that reads RTCP.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
@@ -42,7 +45,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
                 .iter()
                 .filter(|p| {
                     let any = p.as_any();
-                    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                    any.is::<PictureLossIndication>()
+                        || any.is::<FullIntraRequest>()
+                        || any.is::<ReceiverEstimatedMaximumBitrate>()
                 })
                 .cloned()
                 .collect();

@@ -28,6 +28,7 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
@@ -147,7 +148,13 @@ pub enum PeerEventKind {
     Track(RemoteTrack),
     /// The receiver asked for a keyframe of the mixed video (PLI/FIR, or it fell behind).
     KeyframeRequested,
+    /// The receiver's bandwidth estimate (REMB), in bit/s; at most one per
+    /// [`ESTIMATE_INTERVAL`].
+    BandwidthEstimate(u64),
 }
+
+/// Estimates are forwarded to the room at most this often (browsers send REMB every ~200 ms).
+pub const ESTIMATE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// An incoming track, opaque outside this module.
 pub struct RemoteTrack {
@@ -209,6 +216,8 @@ pub struct Peer {
     tasks: JoinSet<()>,
     /// Packets this peer's writers could not keep up with.
     lagged: Arc<AtomicU64>,
+    /// Hands the video writer a new output to move to at its next keyframe.
+    video_switch: Option<mpsc::Sender<broadcast::Receiver<Bytes>>>,
     _live: Live,
 }
 
@@ -412,6 +421,7 @@ impl PeerFactory {
             events,
             tasks: JoinSet::new(),
             lagged: Arc::new(AtomicU64::new(0)),
+            video_switch: None,
             _live: Live::new(&metrics::PEERS),
         };
         Ok((peer, gathered_rx))
@@ -539,6 +549,47 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
             context: "registering codecs",
             message: e.to_string(),
         })
+}
+
+/// The next packet of an optional output, or never.
+async fn recv_opt(
+    rx: &mut Option<broadcast::Receiver<Bytes>>,
+) -> Result<Bytes, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Keeps one outgoing stream's sequence numbers and timestamps continuous when its source
+/// changes (another output, with its own numbering): the receiver sees one stream.
+#[derive(Default)]
+struct Continuity {
+    seq_offset: u16,
+    ts_offset: u32,
+    last: Option<(u16, u32)>,
+    /// The next packet starts a new source.
+    restarting: bool,
+}
+
+impl Continuity {
+    fn restart(&mut self) {
+        self.restarting = true;
+    }
+
+    fn apply(&mut self, header: &mut rtc::rtp::header::Header) {
+        if self.restarting
+            && let Some((seq, ts)) = self.last
+        {
+            // Continue right after the last packet sent, one 30 fps frame later.
+            self.seq_offset = seq.wrapping_add(1).wrapping_sub(header.sequence_number);
+            self.ts_offset = ts.wrapping_add(3000).wrapping_sub(header.timestamp);
+        }
+        self.restarting = false;
+        header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
+        header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
+        self.last = Some((header.sequence_number, header.timestamp));
+    }
 }
 
 /// Whether an RTP payload of `codec` starts a keyframe.
@@ -788,37 +839,66 @@ impl Peer {
 
     /// Starts copying `output` (the room's encoded RTP of `kind`) into this peer's outgoing
     /// track of that kind, if it has one.
-    pub fn start_sending(&mut self, kind: MediaKind, mut output: broadcast::Receiver<Bytes>) {
+    pub fn start_sending(&mut self, kind: MediaKind, output: broadcast::Receiver<Bytes>) {
         let Some(out) = self.outgoing.iter().find(|o| o.kind == kind) else {
             return;
         };
         let (track, ssrc, pt) = (out.track.clone(), out.ssrc, out.payload_type);
         let codec = out.video_codec;
         let (lagged, events, session) = (self.lagged.clone(), self.events.clone(), self.session);
+        let (switch_tx, mut switches) = mpsc::channel::<broadcast::Receiver<Bytes>>(1);
+        if kind == MediaKind::Video {
+            self.video_switch = Some(switch_tx);
+        }
         self.tasks.spawn(async move {
             let _live = Live::new(&metrics::MEDIA_TASKS);
+            let mut current = output;
+            // The output to move to, once it shows a keyframe (a tier switch).
+            let mut next: Option<broadcast::Receiver<Bytes>> = None;
             // A receiver's video starts at a keyframe: packets of the frames before it could
             // not be decoded, and the decoder would only answer them with a PLI that delays the
             // next forced keyframe for everyone (they are coalesced).
             let mut await_keyframe = kind == MediaKind::Video;
+            let mut rewrite = Continuity::default();
             loop {
-                match output.recv().await {
+                let (bytes, from_next) = tokio::select! {
+                    r = current.recv() => (r, false),
+                    r = recv_opt(&mut next) => (r, true),
+                    Some(rx) = switches.recv() => {
+                        next = Some(rx);
+                        continue;
+                    }
+                };
+                match bytes {
                     Ok(bytes) => {
                         let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut &bytes[..]) else {
                             continue;
                         };
-                        if await_keyframe {
+                        if from_next {
+                            // Move over at the new output's keyframe; until then the old one
+                            // keeps playing, so the picture never breaks.
+                            if !is_keyframe_start(codec, &packet.payload) {
+                                continue;
+                            }
+                            current = next.take().expect("a packet came from it");
+                            rewrite.restart();
+                            await_keyframe = false;
+                        } else if await_keyframe {
                             if !is_keyframe_start(codec, &packet.payload) {
                                 continue;
                             }
                             await_keyframe = false;
                         }
+                        rewrite.apply(&mut packet.header);
                         packet.header.ssrc = ssrc;
                         packet.header.payload_type = pt;
                         // Fails only before DTLS is up or after close; either way nothing to do.
                         let _ = track.write_rtp(packet).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        if from_next {
+                            continue;
+                        }
                         // This receiver fell behind the room: its packets are gone, so its
                         // decoder needs a fresh keyframe to recover.
                         lagged.fetch_add(n, Ordering::Relaxed);
@@ -830,10 +910,21 @@ impl Peer {
                             });
                         }
                     }
+                    Err(broadcast::error::RecvError::Closed) if from_next => next = None,
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
             }
         });
+    }
+
+    /// Moves this receiver's video to another output (a tier switch) at that output's next
+    /// keyframe, which the caller should force.
+    pub fn switch_video(&self, output: broadcast::Receiver<Bytes>) {
+        if let Some(tx) = &self.video_switch {
+            // Capacity 1: a switch not yet taken is replaced by... nothing; the room switches
+            // at most every few seconds, so a full channel means the writer is gone.
+            let _ = tx.try_send(output);
+        }
     }
 
     /// Starts moving `track`'s packets into `sink`.
@@ -925,6 +1016,7 @@ impl Peer {
         }
         let (track, events, session) = (out.track.clone(), self.events.clone(), self.session);
         self.tasks.spawn(async move {
+            let mut last_estimate: Option<std::time::Instant> = None;
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
                 let wants_keyframe = packets.iter().any(|p| {
                     let any = p.as_any();
@@ -934,6 +1026,21 @@ impl Peer {
                     let _ = events.try_send(PeerEvent {
                         session,
                         kind: PeerEventKind::KeyframeRequested,
+                    });
+                }
+                let estimate = packets.iter().find_map(|p| {
+                    p.as_any()
+                        .downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+                        .map(|r| r.bitrate.max(0.0) as u64)
+                });
+                let now = std::time::Instant::now();
+                if let Some(bps) = estimate
+                    && last_estimate.is_none_or(|t| now >= t + ESTIMATE_INTERVAL)
+                {
+                    last_estimate = Some(now);
+                    let _ = events.try_send(PeerEvent {
+                        session,
+                        kind: PeerEventKind::BandwidthEstimate(bps),
                     });
                 }
             }

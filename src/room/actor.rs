@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::events::{LeaveReason, RoomEvent, TileInfo};
 use super::keyframe::{Decision, KeyframeGate};
+use super::tiers::TierPolicy;
 use super::{
     Canvas, JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomCommand,
     RoomInfo, Rooms, SessionInfo, TrickleError, layout,
@@ -143,6 +144,8 @@ struct Session {
     sending: bool,
     /// The video output it receives (codec and tier), if it receives video.
     output: Option<OutputKey>,
+    /// Moves it between tiers by its bandwidth estimate (pinned if it asked for a quality).
+    tier_policy: TierPolicy,
     /// It receives the "everyone" audio mix (it has no mix-minus of its own).
     hears_everyone: bool,
     last_pli: Option<Instant>,
@@ -162,6 +165,8 @@ struct Pending {
     has_mix_minus: bool,
     remote_ufrag: Option<String>,
     output: Option<OutputKey>,
+    /// It asked for a quality: no automatic switching.
+    pinned: bool,
     reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     /// Peer events that arrived before the negotiation finished.
     early: Vec<PeerEventKind>,
@@ -685,6 +690,7 @@ impl RoomActor {
                 has_mix_minus,
                 remote_ufrag,
                 output,
+                pinned: quality.is_some(),
                 reply,
                 early: Vec::new(),
             },
@@ -731,6 +737,10 @@ impl RoomActor {
             sends_video: pending.sends_video,
             sending: false,
             output: pending.output,
+            tier_policy: TierPolicy::new(
+                pending.output.map_or(Tier::High, |o| o.tier),
+                pending.pinned,
+            ),
             hears_everyone: pending.plan.audio && !pending.has_mix_minus,
             last_pli: None,
             etag: etag.clone(),
@@ -926,7 +936,30 @@ impl RoomActor {
                     self.request_keyframe(key);
                 }
             }
+            PeerEventKind::BandwidthEstimate(bps) => self.on_estimate(idx, bps),
         }
+    }
+
+    /// Moves a receiver to another tier when its estimate says so: the new output starts (if it
+    /// was idle), gets a keyframe, and the receiver's writer moves over at that keyframe.
+    fn on_estimate(&mut self, idx: usize, bps: u64) {
+        let mix = &self.rooms.inner.config.mix;
+        let s = &mut self.sessions[idx];
+        let Some(current) = s.output else { return };
+        let bitrate = |tier: Tier| u64::from(mix.output(OutputKey { tier, ..current }).2) * 1000;
+        let Some(tier) = s.tier_policy.on_estimate(Instant::now(), bps, bitrate) else {
+            return;
+        };
+        let next = OutputKey { tier, ..current };
+        let Some(rx) = self.mixer.subscribe_video(next) else {
+            return;
+        };
+        tracing::info!(room = %self.name, session = %s.id, estimate_bps = bps, "moving from {current} to {next}");
+        s.output = Some(next);
+        s.peer.switch_video(rx);
+        self.update_receivers();
+        self.request_keyframe(next);
+        self.publish_updated(idx);
     }
 
     fn request_keyframe(&mut self, key: OutputKey) {

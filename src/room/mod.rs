@@ -9,6 +9,7 @@ mod actor;
 pub mod events;
 pub mod keyframe;
 pub mod layout;
+pub mod tiers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -164,3 +164,76 @@ async fn issue5_h264_and_vp8_viewers_get_their_codec_and_one_encoder_each() -> R
     assert_eq!(bad.json()?["error"], "invalid_quality");
     Ok(())
 }
+
+/// Sends `bps` as REMB every 200 ms until `viewer` decodes `width` x `height`; returns how long
+/// that took.
+async fn remb_until(
+    viewer: &TestClient,
+    bps: u64,
+    width: u32,
+    deadline: Duration,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        viewer.send_remb(bps).await?;
+        if viewer.latest_frame().is_some_and(|f| f.width == width) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > deadline {
+            let seen = viewer.latest_frame().map(|f| (f.width, f.height));
+            bail!("at {bps} bit/s: still {seen:?} after {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn issue5_a_receiver_follows_its_bandwidth_estimate_between_tiers() -> Result<()> {
+    let server = TestServer::start(&[])?;
+    let base = server.base_url();
+    let room = "adaptive";
+    let _camera = TestClient::join(
+        base,
+        room,
+        Role::Contributor,
+        Some(SendMedia::new(colours::RED, 440.0)),
+        "camera",
+    )
+    .await?;
+    let viewer = TestClient::join(base, room, Role::Viewer, None, "phone").await?;
+    wait_for_picture(&viewer, 1280, 720, colours::RED).await?;
+    // A downlink of 400 kbit/s: under the high tier's 2 Mbit/s for ~3 s, then the low tier.
+    let down = remb_until(&viewer, 400_000, 640, Duration::from_secs(10)).await?;
+    wait_for_picture(&viewer, 640, 360, colours::RED).await?;
+    let info = server.room(room).await?;
+    assert_eq!(
+        output_of(&info, "phone").as_deref(),
+        Some("vp8/low"),
+        "{info}"
+    );
+    // The limit lifted: above 2 Mbit/s for ~10 s, then back up.
+    let up = remb_until(&viewer, 5_000_000, 1280, Duration::from_secs(15)).await?;
+    wait_for_picture(&viewer, 1280, 720, colours::RED).await?;
+    println!(
+        "tier switches: down to 640x360 {} ms after REMB 400 kbit/s, up to 1280x720 {} ms after REMB 5 Mbit/s",
+        down.as_millis(),
+        up.as_millis()
+    );
+    // The picture never broke: the decoder never had to ask for a keyframe after the switches
+    // beyond the ones the server forced, and frames kept coming.
+    viewer
+        .wait_for_new_frames(30, Duration::from_secs(5))
+        .await?;
+    let info = server.room(room).await?;
+    assert_eq!(
+        output_of(&info, "phone").as_deref(),
+        Some("vp8/high"),
+        "{info}"
+    );
+    assert_eq!(
+        outputs(&info),
+        ["vp8/high"],
+        "the low tier idles again: {info}"
+    );
+    Ok(())
+}

@@ -626,6 +626,31 @@ impl TestClient {
         send_pli(&*track, None, &self.counters).await
     }
 
+    /// Tell the server our downlink can take `bps` bit/s (an RTCP REMB), as a browser's
+    /// congestion controller does.
+    pub async fn send_remb(&self, bps: u64) -> Result<()> {
+        let track = self
+            .remote_video
+            .lock()
+            .expect("the remote video slot lock is never poisoned")
+            .clone()
+            .with_context(|| format!("{}: no video track from the server yet", self.name))?;
+        let media_ssrc = *track
+            .ssrcs()
+            .await
+            .first()
+            .context("the remote video track has no SSRC")?;
+        let remb = rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 0,
+            bitrate: bps as f32,
+            ssrcs: vec![media_ssrc],
+        };
+        track
+            .write_rtcp(vec![Box::new(remb)])
+            .await
+            .context("sending a REMB")
+    }
+
     /// Leave politely: `DELETE` the session (which must answer 2xx), then close the connection.
     pub async fn leave(mut self) -> Result<()> {
         let response = http::delete(&self.session_url).await?;
