@@ -60,6 +60,9 @@ enum Sub {
         seconds: f64,
         #[arg(long)]
         cache: PathBuf,
+        /// Run the whole ladder (VP8 and H.264, high and low tiers), not just VP8 high.
+        #[arg(long)]
+        ladder: bool,
     },
 }
 
@@ -110,7 +113,8 @@ fn main() -> Result<()> {
             size,
             seconds,
             cache,
-        }) => runtime.block_on(baseline(rooms, size, seconds, &cache)),
+            ladder,
+        }) => runtime.block_on(baseline(rooms, size, seconds, &cache, ladder)),
         None => runtime.block_on(run(cli.run)),
     }
 }
@@ -808,7 +812,26 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
 
-    // 3. Audio-only rooms: everyone sends and receives Opus only (a mix-minus each). Rooms are
+    // 3. The encoder ladder: one room of 4 whose mix is encoded as VP8 and H.264 at both tiers
+    //    (four encoders, as when browsers, kiosks and weak phones watch at once), against the
+    //    same room with VP8 high only; both through the Mixer alone, in one process each.
+    {
+        let single = run_baseline_with(1, 4, plan.window, &args.cache, false)?;
+        let ladder = run_baseline_with(1, 4, plan.window, &args.cache, true)?;
+        results.row(
+            "Encoder ladder: one room of 4, VP8 + H.264 x 1280x720 + 640x360 (media only)"
+                .to_owned(),
+            format!(
+                "{:.0}% of one core per room, vs {:.0}% with VP8 1280x720 alone ({:.2}x)",
+                ladder * 100.0,
+                single * 100.0,
+                ladder / single
+            ),
+            "(no target; a kiosk or a weak phone adds at most one encoder per room)",
+        );
+    }
+
+    // 4. Audio-only rooms: everyone sends and receives Opus only (a mix-minus each). Rooms are
     //    added until the server passes 80% of the machine or a join is refused or times out.
     if !args.capacity_only {
         wait_idle(&joiner.http, &joiner.base, &mut results).await;
@@ -939,6 +962,16 @@ fn render(results: &Results, args: &RunArgs, plan: &Plan) -> String {
 }
 
 fn run_baseline(rooms: usize, size: usize, window: Duration, cache: &Path) -> Result<f64> {
+    run_baseline_with(rooms, size, window, cache, false)
+}
+
+fn run_baseline_with(
+    rooms: usize,
+    size: usize,
+    window: Duration,
+    cache: &Path,
+    ladder: bool,
+) -> Result<f64> {
     let out = Command::new(std::env::current_exe()?)
         .args([
             "baseline",
@@ -947,6 +980,7 @@ fn run_baseline(rooms: usize, size: usize, window: Duration, cache: &Path) -> Re
             "--size",
             &size.to_string(),
         ])
+        .args(ladder.then_some("--ladder"))
         .args(["--seconds", &window.as_secs_f64().to_string(), "--cache"])
         .arg(cache)
         .stderr(Stdio::inherit())
@@ -964,7 +998,13 @@ fn run_baseline(rooms: usize, size: usize, window: Duration, cache: &Path) -> Re
 /// The baseline: R rooms of N participants through the project's own pipelines (the same
 /// `Mixer` the server runs: N decodes, compositor, one VP8 encode, audio mixes with mix-minus,
 /// Opus encodes), fed in real time from the same dumps, with no WebRTC at all.
-async fn baseline(rooms: usize, size: usize, seconds: f64, cache: &Path) -> Result<()> {
+async fn baseline(
+    rooms: usize,
+    size: usize,
+    seconds: f64,
+    cache: &Path,
+    ladder: bool,
+) -> Result<()> {
     let media = Arc::new(tessera::media::bench::prepare(cache)?);
     let factory = MediaFactory::new(None)?;
     let config = Config::default();
@@ -1005,16 +1045,27 @@ async fn baseline(rooms: usize, size: usize, seconds: f64, cache: &Path) -> Resu
                 });
             }
             inputs.insert(s, ());
-            // Subscribers keep the outputs' packets moving, as receivers would.
-            let video = mixer
-                .subscribe_video(VP8_HIGH)
-                .context("the baseline mixer has a VP8 output")?;
-            for mut out in [video, mixer.subscribe_audio(Some(s))] {
-                drains.spawn(async move { while out.recv().await.is_ok() {} });
-            }
+            let mut audio = mixer.subscribe_audio(Some(s));
+            drains.spawn(async move { while audio.recv().await.is_ok() {} });
         }
-        // Everyone receives the video, everyone hears a mix-minus, as in the server's rooms.
-        mixer.set_receivers(&[VP8_HIGH].into(), false);
+        // Everyone receives the video (and, with `ladder`, someone receives every output),
+        // everyone hears a mix-minus, as in the server's rooms. Subscribers keep the outputs'
+        // packets moving, as receivers would.
+        let outputs: std::collections::BTreeSet<OutputKey> = if ladder {
+            [VideoCodec::Vp8, VideoCodec::H264]
+                .into_iter()
+                .flat_map(|codec| [Tier::High, Tier::Low].map(|tier| OutputKey { codec, tier }))
+                .collect()
+        } else {
+            [VP8_HIGH].into()
+        };
+        for key in &outputs {
+            let mut video = mixer
+                .subscribe_video(*key)
+                .with_context(|| format!("the baseline mixer has no {key} output"))?;
+            drains.spawn(async move { while video.recv().await.is_ok() {} });
+        }
+        mixer.set_receivers(&outputs, false);
         mixers.push(mixer);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
