@@ -185,13 +185,16 @@ fn input_template(kind: MediaKind, mime_type: &str) -> String {
 struct Output {
     tx: broadcast::Sender<Bytes>,
     packets: Arc<AtomicU64>,
+    /// Bytes produced so far (what a receiver of this output must carry).
+    bytes: Arc<AtomicU64>,
 }
 
 impl Output {
     fn attach(appsink: &gst_app::AppSink) -> Output {
         let (tx, _) = broadcast::channel(OUTPUT_BACKLOG);
         let packets = Arc::new(AtomicU64::new(0));
-        let (cb_tx, cb_packets) = (tx.clone(), packets.clone());
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (cb_tx, cb_packets, cb_bytes) = (tx.clone(), packets.clone(), bytes.clone());
         appsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -201,13 +204,14 @@ impl Output {
                         && let Ok(map) = buffer.map_readable()
                     {
                         cb_packets.fetch_add(1, Ordering::Relaxed);
+                        cb_bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
                         let _ = cb_tx.send(Bytes::copy_from_slice(map.as_slice()));
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
         );
-        Output { tx, packets }
+        Output { tx, packets, bytes }
     }
 }
 
@@ -418,6 +422,13 @@ impl Mixer {
         path: &Path,
     ) -> Result<Recorder, MediaError> {
         Recorder::start(&self.templates, id, format, path, self.events.clone())
+    }
+
+    /// Bytes a video output has produced so far (its actual bitrate, sampled over time).
+    pub fn output_bytes(&self, key: OutputKey) -> Option<u64> {
+        self.video_outputs
+            .get(&key)
+            .map(|o| o.output.bytes.load(Ordering::Relaxed))
     }
 
     /// Whether the room has this output (its codec can be encoded here).

@@ -211,6 +211,8 @@ pub(super) struct RoomActor {
     /// One gate per video output: a keyframe forced for one output costs the others nothing.
     keyframes: HashMap<OutputKey, KeyframeGate>,
     recordings: Vec<ActiveRecording>,
+    /// Each video output's measured bitrate: (bytes, when) of the last sample, and the rate.
+    output_rates: HashMap<OutputKey, (u64, Instant, f64)>,
     empty_since: Option<Instant>,
     _live: Live,
 }
@@ -240,6 +242,7 @@ impl RoomActor {
             closing: JoinSet::new(),
             keyframes: HashMap::new(),
             recordings: Vec::new(),
+            output_rates: HashMap::new(),
             empty_since: Some(Instant::now()),
             _live: Live::new(&metrics::ROOMS),
         }
@@ -820,7 +823,9 @@ impl RoomActor {
         let s = self.sessions.remove(idx);
         tracing::info!(room = %self.name, %session, "session {}", reason.describe());
         // Media first (its appsrc stops taking packets), then the connection.
+        let took = Instant::now();
         self.mixer.remove_session(session);
+        tracing::debug!(room = %self.name, %session, "its branches came out in {:?}", took.elapsed());
         self.closing.spawn(s.peer.close());
         if s.kind.sends() {
             self.publish(RoomEvent::ParticipantLeft {
@@ -943,10 +948,22 @@ impl RoomActor {
     /// Moves a receiver to another tier when its estimate says so: the new output starts (if it
     /// was idle), gets a keyframe, and the receiver's writer moves over at that keyframe.
     fn on_estimate(&mut self, idx: usize, bps: u64) {
+        let Some(current) = self.sessions[idx].output else {
+            return;
+        };
+        let actual = self.output_rate(current);
         let mix = &self.rooms.inner.config.mix;
         let s = &mut self.sessions[idx];
-        let Some(current) = s.output else { return };
-        let bitrate = |tier: Tier| u64::from(mix.output(OutputKey { tier, ..current }).2) * 1000;
+        // The current tier needs what it actually sends (a still picture sends far less than
+        // its nominal bitrate, and a receiver's estimate hovers near what it receives); the
+        // other tier, not running for this receiver, is judged by its nominal bitrate.
+        let bitrate = |tier: Tier| {
+            let nominal = u64::from(mix.output(OutputKey { tier, ..current }).2) * 1000;
+            match actual {
+                Some(rate) if tier == current.tier => nominal.min(rate as u64),
+                _ => nominal,
+            }
+        };
         let Some(tier) = s.tier_policy.on_estimate(Instant::now(), bps, bitrate) else {
             return;
         };
@@ -954,12 +971,38 @@ impl RoomActor {
         let Some(rx) = self.mixer.subscribe_video(next) else {
             return;
         };
-        tracing::info!(room = %self.name, session = %s.id, estimate_bps = bps, "moving from {current} to {next}");
+        tracing::info!(room = %self.name, session = %s.id, estimate_bps = bps, actual_bps = actual.unwrap_or(0.0) as u64, "moving from {current} to {next}");
         s.output = Some(next);
         s.peer.switch_video(rx);
         self.update_receivers();
         self.request_keyframe(next);
         self.publish_updated(idx);
+    }
+
+    /// The measured bitrate (bit/s) of an output, smoothed over the last second or so; `None`
+    /// until two samples exist.
+    fn output_rate(&mut self, key: OutputKey) -> Option<f64> {
+        let bytes = self.mixer.output_bytes(key)?;
+        let now = Instant::now();
+        match self.output_rates.get_mut(&key) {
+            Some((last_bytes, last_at, rate)) => {
+                let dt = now.duration_since(*last_at).as_secs_f64();
+                if dt >= 0.25 {
+                    let sample = bytes.saturating_sub(*last_bytes) as f64 * 8.0 / dt;
+                    *rate = if *rate == 0.0 {
+                        sample
+                    } else {
+                        0.5 * *rate + 0.5 * sample
+                    };
+                    (*last_bytes, *last_at) = (bytes, now);
+                }
+                (*rate > 0.0).then_some(*rate)
+            }
+            None => {
+                self.output_rates.insert(key, (bytes, now, 0.0));
+                None
+            }
+        }
     }
 
     fn request_keyframe(&mut self, key: OutputKey) {

@@ -2,8 +2,8 @@
 //! machine, fed the estimates and the time, answering "switch now" or nothing.
 //!
 //! Down is quick and up is slow, so a receiver does not flap: it moves down when its estimate
-//! has stayed under its tier's bitrate for [`DOWN_AFTER`], and up when it has stayed above the
-//! higher tier's bitrate for [`UP_AFTER`]. A receiver that asked for a quality (`?quality=`)
+//! has stayed clearly under its tier's bitrate ([`DOWN_MARGIN`]) for [`DOWN_AFTER`], and up
+//! when it has stayed above the higher tier's bitrate for [`UP_AFTER`]. A receiver that asked for a quality (`?quality=`)
 //! is pinned there.
 
 use std::time::{Duration, Instant};
@@ -14,6 +14,11 @@ use crate::types::Tier;
 pub const DOWN_AFTER: Duration = Duration::from_secs(3);
 /// How long the estimate must stay above the higher tier's bitrate to move up.
 pub const UP_AFTER: Duration = Duration::from_secs(10);
+/// "Under the tier's bitrate" means under this share of it: a receive-side estimate (REMB)
+/// hovers around what the receiver gets, a little under it on a busy host, and a receiver that
+/// moved down has no way back up until its estimate clears the higher tier (no probing yet), so
+/// only a clear shortfall moves it.
+pub const DOWN_MARGIN: f64 = 0.7;
 
 /// One receiver's tier and the evidence gathered for a change.
 #[derive(Debug, Clone)]
@@ -57,7 +62,7 @@ impl TierPolicy {
             Tier::High => (Some(Tier::Low), None),
             Tier::Low => (None, Some(Tier::High)),
         };
-        if down.is_some() && estimate_bps < bitrate(self.tier) {
+        if down.is_some() && (estimate_bps as f64) < bitrate(self.tier) as f64 * DOWN_MARGIN {
             let since = *self.below_since.get_or_insert(now);
             if now.duration_since(since) >= DOWN_AFTER {
                 return down.map(|t| self.switch(t));

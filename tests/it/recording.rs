@@ -288,3 +288,51 @@ async fn issue5_an_unwritable_directory_fails_the_recording_not_the_room() -> Re
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn issue5_auto_record_starts_with_the_room_and_stops_cleanly_when_it_ends() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rec = dir.path().join("rec");
+    let server = TestServer::start(&[
+        "--recordings-dir",
+        rec.to_str().context("utf-8")?,
+        "--auto-record",
+        "webm",
+        "--room-linger-secs",
+        "0.5",
+    ])?;
+    let base = server.base_url();
+    let red = TestClient::join(
+        base,
+        "auto",
+        Role::Contributor,
+        Some(SendMedia::new(colours::RED, 440.0)),
+        "red",
+    )
+    .await?;
+    let list = http::get_json(&url(base, "/rooms/auto/recordings")?).await?;
+    assert_eq!(list[0]["state"], "recording", "{list}");
+    // Two seconds of the room (joined means connected: the client waits for it).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    red.leave().await?;
+    // The room ends after its linger time; its recording with it, cleanly.
+    let end = Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let list = http::get_json(&url(base, "/rooms/auto/recordings")?).await?;
+        if list[0]["state"] != "recording" {
+            break list[0].clone();
+        }
+        ensure!(
+            Instant::now() < end,
+            "still recording after the room ended: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(info["state"], "stopped", "{info}");
+    let path = dir.path().join("auto.webm");
+    download(base, &info, &path).await?;
+    let (duration, streams) = discover(&path)?;
+    assert_eq!(streams, ["video", "audio"]);
+    ensure!(duration > 1.5, "duration {duration:.2} s");
+    Ok(())
+}

@@ -168,6 +168,7 @@ function onConnectionState(pc) {
 
 function renderPeople(watch) {
   const people = [...watch.participants.values()];
+  state.peopleAt = Date.now();
   $('people').replaceChildren(
     ...people.map((p) => {
       const li = document.createElement('li');
@@ -221,6 +222,8 @@ async function setSending(kind, on) {
 }
 
 async function leave() {
+  // When this person left, by the page's clock (tests compare it with the others' pages).
+  state.leftAt = Date.now();
   const { session, pc, watch } = state;
   state.pc = null;
   state.session = null;
