@@ -59,6 +59,15 @@ impl Recorder {
                 .ok_or_else(|| build_err(context(), format!("{name} has no element {n}")))
         };
         by_name("file")?.set_property("location", path.to_string_lossy().as_ref());
+        // The MP4 muxer fails the whole file on a buffer without a timestamp (a depayloader
+        // or parser can flush one at the end of stream); such a buffer cannot be placed in
+        // time anyway, so it is dropped before the muxer.
+        for pad in by_name("mux")?.sink_pads() {
+            pad.add_probe(gst::PadProbeType::BUFFER, |_, info| match info.buffer() {
+                Some(b) if b.pts().is_none() => gst::PadProbeReturn::Drop,
+                _ => gst::PadProbeReturn::Ok,
+            });
+        }
         let appsrc = |n: &str| {
             by_name(n)?
                 .downcast::<gst_app::AppSrc>()

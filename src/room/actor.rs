@@ -184,6 +184,18 @@ struct ActiveRecording {
     feeders: JoinSet<()>,
 }
 
+/// Copies one output's packets into a recording until the output closes. A lagging recorder
+/// loses packets; its depayloader then waits for the next keyframe.
+async fn feed(mut output: tokio::sync::broadcast::Receiver<bytes::Bytes>, sink: impl RtpSink) {
+    loop {
+        match output.recv().await {
+            Ok(p) => sink.push(p),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -438,14 +450,14 @@ impl RoomActor {
         format: RecordingFormat,
     ) -> Result<RecordingInfo, RecordingError> {
         let key = format.output();
-        let Some(mut video) = self.mixer.subscribe_video(key) else {
+        let Some(video) = self.mixer.subscribe_video(key) else {
             return Err(RecordingError::Unsupported(format!(
                 "this server cannot encode {} for a {} recording",
                 key.codec.name(),
                 format.name()
             )));
         };
-        let mut audio = self.mixer.subscribe_audio(None);
+        let audio = self.mixer.subscribe_audio(None);
         let id = rand::random::<u64>() >> 12;
         let hex = format!("{id:x}");
         let path = self.rooms.recording_path(&self.name, format, &hex);
@@ -481,27 +493,8 @@ impl RoomActor {
             }
         };
         let mut feeders = JoinSet::new();
-        let sink = recorder.video.clone();
-        feeders.spawn(async move {
-            // A lagging recorder loses packets; the depayloader waits for the next keyframe.
-            loop {
-                match video.recv().await {
-                    Ok(p) => sink.push(p),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
-        });
-        let sink = recorder.audio.clone();
-        feeders.spawn(async move {
-            loop {
-                match audio.recv().await {
-                    Ok(p) => sink.push(p),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
-        });
+        feeders.spawn(feed(video, recorder.video.clone()));
+        feeders.spawn(feed(audio, recorder.audio.clone()));
         tracing::info!(room = %self.name, recording = %hex, path = %path.display(), "recording started");
         self.recordings.push(ActiveRecording {
             id,

@@ -249,9 +249,10 @@ async fn test_client_sees_and_hears_itself_through_a_reflector() -> Result<()> {
     );
 
     client
-        .wait_for_new_frames(10, Duration::from_secs(5))
+        .wait_for_new_frames(30, Duration::from_secs(5))
         .await?;
-    let fps = client.fps_over(Duration::from_millis(300));
+    // Over a whole second: a 300 ms window on a loaded machine counts 3 frames as "10 fps".
+    let fps = client.fps_over(Duration::from_secs(1));
     assert!(fps > 10.0, "{fps} fps");
 
     client.leave().await?;
