@@ -921,8 +921,10 @@ impl Peer {
     /// keyframe, which the caller should force.
     pub fn switch_video(&self, output: broadcast::Receiver<Bytes>) {
         if let Some(tx) = &self.video_switch {
-            // Capacity 1: a switch not yet taken is replaced by... nothing; the room switches
-            // at most every few seconds, so a full channel means the writer is gone.
+            // Capacity 1 and never full in practice: the room switches a receiver at most every
+            // few seconds and the writer takes a switch at once. If it were full, this switch
+            // would be dropped and the receiver would stay on its old output while the room
+            // counts it on the new one (not guarded: it cannot happen at that pace).
             let _ = tx.try_send(output);
         }
     }

@@ -617,24 +617,23 @@ impl TestClient {
 
     /// Send the server a PLI for the video it sends us, as a test's own keyframe request.
     pub async fn send_pli(&self) -> Result<()> {
-        let track = self
-            .remote_video
+        let track = self.remote_video_track()?;
+        send_pli(&*track, None, &self.counters).await
+    }
+
+    /// The video track the server sends us, once it arrived.
+    fn remote_video_track(&self) -> Result<Arc<dyn TrackRemote>> {
+        self.remote_video
             .lock()
             .expect("the remote video slot lock is never poisoned")
             .clone()
-            .with_context(|| format!("{}: no video track from the server yet", self.name))?;
-        send_pli(&*track, None, &self.counters).await
+            .with_context(|| format!("{}: no video track from the server yet", self.name))
     }
 
     /// Tell the server our downlink can take `bps` bit/s (an RTCP REMB), as a browser's
     /// congestion controller does.
     pub async fn send_remb(&self, bps: u64) -> Result<()> {
-        let track = self
-            .remote_video
-            .lock()
-            .expect("the remote video slot lock is never poisoned")
-            .clone()
-            .with_context(|| format!("{}: no video track from the server yet", self.name))?;
+        let track = self.remote_video_track()?;
         let media_ssrc = *track
             .ssrcs()
             .await
