@@ -25,9 +25,9 @@ RUN cargo build --release --locked --bin tessera
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends \
       ca-certificates \
-      gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+      libgstreamer1.0-0 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice \
-      libopus0 \
+      gstreamer1.0-x libopus0 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
 COPY pipelines /usr/share/tessera/pipelines

@@ -4,13 +4,16 @@
 # Dockerfile installs the same package lists.
 set -euo pipefail
 
-# Needed to build and to run the server (GStreamer 1.22, libopus) ...
+# Needed to build and to run the server (GStreamer 1.22, libopus) ... Every package that ships
+# an element the pipelines name is listed here, even when another package would pull it in:
+# tests/it/packages.rs checks that (gstreamer1.0-x is textoverlay, for the camera-off tile;
+# libgstreamer1.0-0 is queue, tee, valve, capsfilter, filesink).
 BUILD_PACKAGES=(
   build-essential pkg-config cmake curl ca-certificates
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
-  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  libgstreamer1.0-0 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
-  libopus-dev
+  gstreamer1.0-x libopus-dev
 )
 # ... and only to run the tests: network namespaces for the browser tests (iproute2, unshare
 # from util-linux), /proc tools, the real browser with its WebDriver, and gst-discoverer-1.0

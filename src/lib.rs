@@ -14,6 +14,7 @@
 //!    only its room; a failed peer leaves only its session.
 
 pub mod config;
+pub mod h264;
 pub mod http;
 pub mod media;
 pub mod metrics;

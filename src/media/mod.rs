@@ -42,6 +42,9 @@ const OUTPUT_BACKLOG: usize = 512;
 const JITTER_MS: u32 = 40;
 /// How long removing a branch may wait for its pad to go idle.
 const UNLINK_DEADLINE: Duration = Duration::from_secs(2);
+/// Most audio a link from a speaker's input to one mix may hold while that mix is busy (see
+/// [`Mixer::link_audio`]); older audio is dropped, for that mix only.
+const AUDIO_LINK_QUEUE: Duration = Duration::from_millis(200);
 
 /// A media failure, with the element or step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +242,8 @@ struct VideoOutput {
 /// A link from an input's tee into an audio mix.
 struct AudioLink {
     tee_pad: gst::Pad,
+    /// Decouples the source's streaming thread from this mix (see [`Mixer::link_audio`]).
+    queue: gst::Element,
     ghost: gst::GhostPad,
     mixer_pad: gst::Pad,
 }
@@ -380,6 +385,10 @@ impl Mixer {
         install_bus_forwarder(&pipeline, events.clone());
 
         let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone")?;
+        everyone
+            .bin
+            .sync_state_with_parent()
+            .map_err(|e| build_err("starting the everyone mix", e))?;
         let mixer = Mixer {
             templates,
             pipeline,
@@ -798,6 +807,13 @@ impl Mixer {
             mix,
             &format!("minus-{session}"),
         )?;
+        // Started before anything is linked into it: its audiomixer is running by the time
+        // the others' audio arrives, so none of it waits (and goes stale) in the links' queues.
+        let started = audio
+            .bin
+            .sync_state_with_parent()
+            .map(|_| ())
+            .map_err(|e| build_err(format!("starting the mix-minus of {session}"), e));
         self.minus.insert(session, audio);
         let sources: Vec<SessionId> = self
             .audio_inputs
@@ -805,16 +821,23 @@ impl Mixer {
             .copied()
             .filter(|&s| s != session)
             .collect();
-        for source in sources {
-            self.link_audio(source, Some(session))?;
+        let started = started.and_then(|()| {
+            sources
+                .into_iter()
+                .try_for_each(|source| self.link_audio(source, Some(session)))
+        });
+        if let Err(e) = started {
+            self.remove_mix_minus(session);
+            return Err(e);
         }
+        // Linking into a running pipeline posts no latency message: ask for the pipeline's
+        // latency again, so every mix's budget covers the paths that now feed it.
+        self.recalculate_latency();
         Ok(())
     }
 
-    /// Removes everything of `session`: its inputs, its mix-minus, its links into other mixes.
-    pub fn remove_session(&mut self, session: SessionId) {
-        self.remove_input(session, MediaKind::Video);
-        self.remove_input(session, MediaKind::Audio);
+    /// Removes `session`'s mix-minus and every link into it.
+    fn remove_mix_minus(&mut self, session: SessionId) {
         let links: Vec<_> = self
             .audio_links
             .keys()
@@ -827,6 +850,13 @@ impl Mixer {
         if let Some(mix) = self.minus.remove(&session) {
             remove_bin(&self.pipeline, &mix.bin);
         }
+    }
+
+    /// Removes everything of `session`: its inputs, its mix-minus, its links into other mixes.
+    pub fn remove_session(&mut self, session: SessionId) {
+        self.remove_input(session, MediaKind::Video);
+        self.remove_input(session, MediaKind::Audio);
+        self.remove_mix_minus(session);
         if let Some(p) = self.placeholders.remove(&session) {
             self.remove_placeholder(p);
         }
@@ -905,14 +935,46 @@ impl Mixer {
             .bin
             .add_pad(&ghost)
             .map_err(|e| build_err(context(), e))?;
+        // A queue per branch: an audiomixer's sink pad blocks whoever pushes into it until it
+        // has mixed that buffer, so without a queue one mix that is slow or still starting would
+        // hold the source's streaming thread, and with it the source's audio in every other mix
+        // (issue 9: a new mix-minus stalled a speaker's input for ~400 ms, after which every mix
+        // dropped that speaker's late audio until the aggregator resynced). Leaky: a mix that
+        // stalls for longer loses its own oldest audio, nobody else's.
+        let queue = gst::ElementFactory::make("queue")
+            .property("max-size-buffers", 0u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", AUDIO_LINK_QUEUE.as_nanos() as u64)
+            .property_from_str("leaky", "downstream")
+            .property("silent", true)
+            .build()
+            .map_err(|e| build_err(context(), e))?;
+        self.pipeline
+            .add(&queue)
+            .map_err(|e| build_err(context(), e))?;
+        let queue_src = queue
+            .static_pad("src")
+            .ok_or_else(|| build_err(context(), "queue has no src pad"))?;
+        let queue_sink = queue
+            .static_pad("sink")
+            .ok_or_else(|| build_err(context(), "queue has no sink pad"))?;
+        queue_src
+            .link(&ghost)
+            .map_err(|e| build_err(context(), e))?;
+        queue
+            .sync_state_with_parent()
+            .map_err(|e| build_err(context(), e))?;
         let tee_pad = tee
             .request_pad_simple("src_%u")
             .ok_or_else(|| build_err(context(), "tee gave no src pad"))?;
-        tee_pad.link(&ghost).map_err(|e| build_err(context(), e))?;
+        tee_pad
+            .link(&queue_sink)
+            .map_err(|e| build_err(context(), e))?;
         self.audio_links.insert(
             (source, mix),
             AudioLink {
                 tee_pad,
+                queue,
                 ghost,
                 mixer_pad,
             },
@@ -925,10 +987,15 @@ impl Mixer {
             return;
         };
         block_until_idle(&link.tee_pad);
-        let _ = link.tee_pad.unlink(&link.ghost);
+        if let Some(queue_sink) = link.queue.static_pad("sink") {
+            let _ = link.tee_pad.unlink(&queue_sink);
+        }
         if let Some(tee) = link.tee_pad.parent_element() {
             tee.release_request_pad(&link.tee_pad);
         }
+        // Nothing feeds the queue any more: it can stop without waiting for data to drain.
+        let _ = link.queue.set_state(gst::State::Null);
+        let _ = self.pipeline.remove(&link.queue);
         let target = match key.1 {
             None => Some(&self.everyone),
             Some(m) => self.minus.get(&m),
@@ -1020,8 +1087,6 @@ fn new_audio_mix(
         .by_name("gate")
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no valve named gate"))?;
     pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
-    bin.sync_state_with_parent()
-        .map_err(|e| build_err(context(), e))?;
     Ok(AudioMix {
         bin,
         mixer,

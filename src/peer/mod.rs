@@ -11,8 +11,11 @@
 //! Everything the webrtc-rs callbacks learn is forwarded as a [`PeerEvent`] with `try_send`; the
 //! room actor decides what it means.
 
+mod answer;
 mod keyframe_interceptor;
 mod offer;
+mod routing;
+mod stream_router;
 mod trickle;
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
@@ -31,7 +35,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::{Marshal, Unmarshal};
@@ -50,7 +54,9 @@ use crate::config::RtcConfig;
 use crate::metrics::{self, Live};
 use crate::types::{ConnectionState, InputCodec, MediaKind, RtpSink, SessionId, VideoCodec};
 
-pub use offer::{Direction, MediaOffer, OfferSummary, inspect_offer};
+pub use offer::{
+    Direction, MediaOffer, OfferSummary, OfferedFormat, Transport, fmtp_parameter, inspect_offer,
+};
 pub use trickle::{TrickleCandidate, TrickleFragment, ice_ufrag, parse_fragment};
 
 #[cfg(test)]
@@ -158,9 +164,28 @@ pub const ESTIMATE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// An incoming track, opaque outside this module.
 pub struct RemoteTrack {
-    track: Arc<dyn TrackRemote>,
+    source: TrackSource,
     /// The track's codec as negotiated.
     pub codec: InputCodec,
+}
+
+/// Where an incoming track's packets come from.
+enum TrackSource {
+    /// A track webrtc-rs bound itself (the offer declared its SSRC, or it was the only m-line).
+    Bound(Arc<dyn TrackRemote>),
+    /// A stream the [`stream_router`] placed by MID or payload type (RFC 8843 §9.2).
+    Routed {
+        packets: mpsc::Receiver<Bytes>,
+        ssrc: u32,
+    },
+}
+
+/// Where keyframe requests for the incoming video go.
+enum VideoFeedback {
+    /// To webrtc-rs's track, as RTCP.
+    Bound(Arc<dyn TrackRemote>),
+    /// Through the stream router, for this SSRC.
+    Routed(u32),
 }
 
 impl std::fmt::Debug for RemoteTrack {
@@ -180,6 +205,8 @@ pub struct SendPlan {
     pub video_codec: VideoCodec,
     /// Send mixed audio.
     pub audio: bool,
+    /// The highest H.264 level the video sent may have (what the answer declares).
+    pub h264_level: crate::h264::Level,
 }
 
 /// Builds peer connections with the server's transport settings.
@@ -209,8 +236,12 @@ pub struct Peer {
     session: SessionId,
     pc: Arc<dyn PeerConnection>,
     outgoing: Vec<Outgoing>,
-    /// The incoming video track, to write PLIs to.
-    remote_video: Option<Arc<dyn TrackRemote>>,
+    /// The incoming video, to send PLIs for.
+    remote_video: Option<VideoFeedback>,
+    /// Keyframe requests for routed streams (see [`stream_router`]), if any are routed.
+    router_plis: Option<mpsc::Sender<u32>>,
+    /// Packets of routed streams dropped before their reading task took them.
+    routed_dropped: Option<Arc<AtomicU64>>,
     events: mpsc::Sender<PeerEvent>,
     /// The per-track tasks; aborted on drop.
     tasks: JoinSet<()>,
@@ -273,7 +304,10 @@ impl PeerConnectionEventHandler for Handler {
             mime_type: codec.mime_type.clone(),
             clock_rate: codec.clock_rate,
         };
-        self.forward(PeerEventKind::Track(RemoteTrack { track, codec }));
+        self.forward(PeerEventKind::Track(RemoteTrack {
+            source: TrackSource::Bound(track),
+            codec,
+        }));
     }
 }
 
@@ -303,9 +337,12 @@ impl PeerFactory {
         plan: SendPlan,
         events: mpsc::Sender<PeerEvent>,
     ) -> Result<(Peer, String), PeerError> {
-        let (peer, mut gathered) = self.new_peer(session, events).await?;
+        let summary = inspect_offer(offer)?;
+        let routes = routing::RouteTable::for_offer(&summary);
+        let (peer, mut gathered) = self.new_peer(session, events, routes).await?;
         let result = async {
-            let offer = RTCSessionDescription::offer(offer.to_owned())
+            let offer = offer::for_webrtc_rs(offer, &summary);
+            let offer = RTCSessionDescription::offer(offer.into_owned())
                 .map_err(|e| PeerError::BadOffer(e.to_string()))?;
             peer.pc
                 .set_remote_description(offer)
@@ -333,7 +370,10 @@ impl PeerFactory {
             fix_payload_types(&peer.pc, &mut outgoing).await;
             let sdp =
                 gathered_description(&peer.pc, &mut gathered, self.config.gather_timeout).await?;
-            Ok::<_, PeerError>((outgoing, sdp))
+            let parameters = answer::AnswerParameters {
+                h264_level: plan.h264_level,
+            };
+            Ok::<_, PeerError>((outgoing, answer::rewrite(&sdp, &summary, parameters)))
         }
         .await;
         peer.settle(result).await
@@ -349,7 +389,7 @@ impl PeerFactory {
         receive: SendPlan,
         events: mpsc::Sender<PeerEvent>,
     ) -> Result<(Peer, String), PeerError> {
-        let (peer, mut gathered) = self.new_peer(session, events).await?;
+        let (peer, mut gathered) = self.new_peer(session, events, None).await?;
         let result = async {
             let mut outgoing = Vec::new();
             for (kind, sends, receives) in [
@@ -401,10 +441,12 @@ impl PeerFactory {
         peer.settle(result).await
     }
 
+    /// A connection for `session`; `routes` places the streams the offer declared no SSRC for.
     async fn new_peer(
         &self,
         session: SessionId,
         events: mpsc::Sender<PeerEvent>,
+        routes: Option<routing::RouteTable>,
     ) -> Result<(Peer, watch::Receiver<bool>), PeerError> {
         let (gathered_tx, gathered_rx) = watch::channel(false);
         let handler = Arc::new(Handler {
@@ -412,22 +454,37 @@ impl PeerFactory {
             events: events.clone(),
             gathered: gathered_tx,
         });
-        let pc = self.build(handler).await?;
-        let peer = Peer {
+        let (pc, router) = self.build(handler, routes).await?;
+        let mut peer = Peer {
             session,
             pc: Arc::new(pc),
             outgoing: Vec::new(),
             remote_video: None,
+            router_plis: None,
+            routed_dropped: None,
             events,
             tasks: JoinSet::new(),
             lagged: Arc::new(AtomicU64::new(0)),
             video_switch: None,
             _live: Live::new(&metrics::PEERS),
         };
+        if let Some(router) = router {
+            peer.announce_routed_streams(router);
+        }
         Ok((peer, gathered_rx))
     }
 
-    async fn build(&self, handler: Arc<Handler>) -> Result<impl PeerConnection + use<>, PeerError> {
+    async fn build(
+        &self,
+        handler: Arc<Handler>,
+        routes: Option<routing::RouteTable>,
+    ) -> Result<
+        (
+            impl PeerConnection + use<>,
+            Option<stream_router::RouterHandle>,
+        ),
+        PeerError,
+    > {
         let mut settings = SettingEngineBuilder::new()
             // Notice a vanished peer within seconds, not the default half minute: its tile
             // should not stay frozen on everyone's screen.
@@ -475,7 +532,13 @@ impl PeerFactory {
                     context: "registering interceptors",
                     message: e.to_string(),
                 })?;
-            let registry = keyframe_interceptor::register(registry);
+            let mut registry = keyframe_interceptor::register(registry);
+            let mut router = None;
+            if let Some(routes) = &routes {
+                let (interceptor, handle) = stream_router::StreamRouter::new(routes.clone());
+                registry = registry.with(Slot::from(stream_router::SLOT), interceptor);
+                router = Some(handle);
+            }
             let built = PeerConnectionBuilder::new()
                 .with_media_engine(media_engine)
                 .with_interceptor_registry(registry)
@@ -485,7 +548,7 @@ impl PeerFactory {
                 .build()
                 .await;
             match built {
-                Ok(pc) => return Ok(pc),
+                Ok(pc) => return Ok((pc, router)),
                 Err(e) => last_err = Some(e),
             }
         }
@@ -541,10 +604,17 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
         },
         payload_type: OPUS_PT,
     };
+    // The MID header extension (RFC 8843 §15.2), answered when offered: a sender that
+    // declares no SSRC is then placed by the mid in its packets (see `routing`).
+    let mid = || RTCRtpHeaderExtensionCapability {
+        uri: offer::MID_EXTENSION_URI.to_owned(),
+    };
     media_engine
         .register_codec(video, RtpCodecKind::Video)
         .and_then(|_| media_engine.register_codec(h264, RtpCodecKind::Video))
         .and_then(|_| media_engine.register_codec(audio, RtpCodecKind::Audio))
+        .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Video, None))
+        .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Audio, None))
         .map_err(|e| PeerError::Rtc {
             context: "registering codecs",
             message: e.to_string(),
@@ -931,32 +1001,95 @@ impl Peer {
 
     /// Starts moving `track`'s packets into `sink`.
     pub fn start_receiving(&mut self, track: RemoteTrack, sink: Arc<dyn RtpSink>) {
-        let remote = track.track;
         let session = self.session;
         let kind = track.codec.kind;
-        let reader = remote.clone();
-        self.tasks.spawn(async move {
-            let _live = Live::new(&metrics::MEDIA_TASKS);
-            while let Some(event) = reader.poll().await {
-                match event {
-                    TrackRemoteEvent::OnRtpPacket(packet) => {
-                        if let Ok(bytes) = packet.marshal() {
-                            sink.push(bytes.freeze());
+        let feedback = match track.source {
+            TrackSource::Bound(remote) => {
+                let reader = remote.clone();
+                self.tasks.spawn(async move {
+                    let _live = Live::new(&metrics::MEDIA_TASKS);
+                    while let Some(event) = reader.poll().await {
+                        match event {
+                            TrackRemoteEvent::OnRtpPacket(packet) => {
+                                if let Ok(bytes) = packet.marshal() {
+                                    sink.push(bytes.freeze());
+                                }
+                            }
+                            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
+                            _ => {}
                         }
                     }
-                    TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
-                    _ => {}
-                }
+                    tracing::debug!(%session, %kind, "incoming track ended");
+                });
+                VideoFeedback::Bound(remote)
             }
-            tracing::debug!(%session, %kind, "incoming track ended");
-        });
+            TrackSource::Routed { mut packets, ssrc } => {
+                self.tasks.spawn(async move {
+                    let _live = Live::new(&metrics::MEDIA_TASKS);
+                    while let Some(packet) = packets.recv().await {
+                        sink.push(packet);
+                    }
+                    tracing::debug!(%session, %kind, "routed stream ended");
+                });
+                VideoFeedback::Routed(ssrc)
+            }
+        };
         if kind == MediaKind::Video {
-            self.remote_video = Some(remote);
+            self.remote_video = Some(feedback);
         }
     }
 
-    /// Sends the remote video sender a PLI (it should send a keyframe); false if there was no
-    /// incoming video to send it for or the send failed.
+    /// Announces each stream the router places as a [`PeerEventKind::Track`], like the tracks
+    /// webrtc-rs binds itself. The task is the peer's, so it ends with it; it waits for room in
+    /// the room's queue (a track is control: never dropped).
+    fn announce_routed_streams(&mut self, router: stream_router::RouterHandle) {
+        let stream_router::RouterHandle {
+            mut streams,
+            plis,
+            dropped,
+        } = router;
+        self.router_plis = Some(plis);
+        self.routed_dropped = Some(dropped);
+        let (events, session) = (self.events.clone(), self.session);
+        self.tasks.spawn(async move {
+            while let Some(stream) = streams.recv().await {
+                let kind = stream.line.kind;
+                let Some(format) = stream
+                    .line
+                    .formats
+                    .iter()
+                    .find(|f| f.payload_type == stream.payload_type)
+                else {
+                    continue;
+                };
+                tracing::info!(
+                    %session, %kind, mid = %stream.line.mid, ssrc = stream.ssrc,
+                    by = if stream.by_mid { "mid" } else { "payload type" },
+                    "receiving a stream the offer declared no SSRC for (RFC 8843 §9.2)"
+                );
+                let codec = InputCodec {
+                    kind,
+                    mime_type: format!("{kind}/{}", format.name),
+                    clock_rate: format.clock_rate,
+                };
+                let track = RemoteTrack {
+                    source: TrackSource::Routed {
+                        packets: stream.packets,
+                        ssrc: stream.ssrc,
+                    },
+                    codec,
+                };
+                let event = PeerEvent {
+                    session,
+                    kind: PeerEventKind::Track(track),
+                };
+                if events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
     /// Adds the candidates of a trickle fragment (same ICE session). Returns how many were
     /// taken: a candidate the agent cannot use (an unresolvable mDNS name, an unknown
     /// transport) is skipped, as a browser would; connectivity checks find the way anyway.
@@ -980,10 +1113,22 @@ impl Peer {
         taken
     }
 
+    /// Sends the remote video sender a PLI (it should send a keyframe); false if there was no
+    /// incoming video to send it for or the send failed.
     pub async fn request_keyframe(&self) -> bool {
-        let Some(track) = &self.remote_video else {
-            tracing::debug!(session = %self.session, "no incoming video to send a PLI to");
-            return false;
+        let track = match &self.remote_video {
+            None => {
+                tracing::debug!(session = %self.session, "no incoming video to send a PLI to");
+                return false;
+            }
+            Some(VideoFeedback::Routed(ssrc)) => {
+                tracing::debug!(session = %self.session, media_ssrc = ssrc, "sending PLI (routed)");
+                return self
+                    .router_plis
+                    .as_ref()
+                    .is_some_and(|plis| plis.try_send(*ssrc).is_ok());
+            }
+            Some(VideoFeedback::Bound(track)) => track,
         };
         let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
             tracing::debug!(session = %self.session, "no SSRC to send a PLI for yet");

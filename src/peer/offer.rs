@@ -1,13 +1,27 @@
-//! Reading an SDP offer before anything is built: which media it sends and receives and in which
-//! codecs, so the room can classify the session (participant, contributor, viewer) and refuse an
-//! offer it cannot serve with a precise 400 instead of a half-connected peer.
+//! Reading an SDP offer before anything is built: which media it sends and receives, in which
+//! codecs, over which transport, so the room can classify the session (participant,
+//! contributor, viewer) and refuse an offer it cannot serve with a precise 400 instead of a
+//! half-connected peer.
+//!
+//! The transport rules are RFC 8843 / RFC 9143 (BUNDLE) and RFC 8829 (JSEP):
+//! - an m-line with port 0 is rejected, **unless** it carries `a=bundle-only` and its mid is in
+//!   a BUNDLE group: then it is carried on the group's transport (what a max-bundle offerer such
+//!   as GStreamer's webrtcbin writes for every m-line but the first);
+//! - the offerer-tagged m-line (the first mid of a group) must carry a port, or nothing does.
+//!
+//! It also notes what the receiving side needs to route packets (RFC 8843 §9.2): the SSRCs each
+//! m-line declares, whether it uses RID-based simulcast, and the id of the MID header extension.
 
 use std::io::Cursor;
 
 use rtc::sdp::SessionDescription;
+use rtc::sdp::description::media::MediaDescription;
 
 use super::PeerError;
 use crate::types::MediaKind;
+
+/// The header extension that names a packet's m-line (RFC 8843 §15.2).
+pub const MID_EXTENSION_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 
 /// Direction of an m-line, from the offerer's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +32,7 @@ pub enum Direction {
     SendOnly,
     /// Only receives.
     RecvOnly,
-    /// Neither (or a rejected m-line with port 0).
+    /// Neither (or a rejected m-line).
     Inactive,
 }
 
@@ -33,15 +47,88 @@ impl Direction {
     }
 }
 
+/// How an m-line's media would travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// On its BUNDLE group's transport. `bundle_only`: the offer gave it port 0 and
+    /// `a=bundle-only` (RFC 8843 §6), so it exists only inside the group.
+    Bundled {
+        /// Written with `a=bundle-only`.
+        bundle_only: bool,
+    },
+    /// On a transport of its own (no BUNDLE group names it).
+    Own,
+    /// Port 0 without `a=bundle-only` in a group: the offerer disables it (RFC 3264 §8.2).
+    Rejected,
+}
+
+/// One payload type an m-line offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedFormat {
+    /// The RTP payload type.
+    pub payload_type: u8,
+    /// The encoding name (`VP8`, `H264`, `opus`, `rtx`, ...), as the offer spells it.
+    pub name: String,
+    /// The RTP clock rate (0 when the offer has no `a=rtpmap` for a dynamic type).
+    pub clock_rate: u32,
+    /// Its `a=fmtp` parameters, verbatim (empty if none).
+    pub fmtp: String,
+}
+
+impl OfferedFormat {
+    /// The value of one `a=fmtp` parameter (`key=value;...`), if present.
+    pub fn parameter(&self, key: &str) -> Option<&str> {
+        fmtp_parameter(&self.fmtp, key)
+    }
+}
+
+/// The value of `key` in an `a=fmtp` parameter list (`k=v;k2=v2`), keys compared without case.
+pub fn fmtp_parameter<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
+    })
+}
+
 /// One audio or video m-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaOffer {
     /// Audio or video.
     pub kind: MediaKind,
-    /// Its direction.
+    /// Its `a=mid`, if any.
+    pub mid: Option<String>,
+    /// Its direction; [`Direction::Inactive`] when the line is rejected.
     pub direction: Direction,
-    /// The codec names offered (`VP8`, `opus`, ...), in the offerer's order.
+    /// The codec names offered (`VP8`, `opus`, ...), in the offerer's order, once each.
     pub codecs: Vec<String>,
+    /// Every payload type, in the offerer's order.
+    pub formats: Vec<OfferedFormat>,
+    /// How its media travels.
+    pub transport: Transport,
+    /// The SSRCs it declares (`a=ssrc`), repair flows included.
+    pub ssrcs: Vec<u32>,
+    /// Whether it announces RID-based streams (`a=rid`, simulcast).
+    pub rids: bool,
+    /// The id it gives the MID header extension (`a=extmap:N urn:...:sdes:mid`).
+    pub mid_extension: Option<u8>,
+}
+
+impl MediaOffer {
+    /// Whether the line is rejected (its media must not flow).
+    pub fn rejected(&self) -> bool {
+        self.transport == Transport::Rejected
+    }
+
+    /// Whether the offerer sends on it but says nothing about the SSRC it will use: packets
+    /// must then be routed by the MID header extension or the payload type (RFC 8843 §9.2).
+    pub fn sends_undeclared(&self) -> bool {
+        self.direction.sends() && self.ssrcs.is_empty() && !self.rids
+    }
+
+    /// The format of one payload type.
+    pub fn format(&self, payload_type: u8) -> Option<&OfferedFormat> {
+        self.formats.iter().find(|f| f.payload_type == payload_type)
+    }
 }
 
 /// What an offer asks for.
@@ -49,12 +136,14 @@ pub struct MediaOffer {
 pub struct OfferSummary {
     /// The audio and video m-lines, in order (data channels are ignored).
     pub media: Vec<MediaOffer>,
+    /// The mids of each `a=group:BUNDLE`, in the offer's order (the first is the offerer tag).
+    pub bundle_groups: Vec<Vec<String>>,
 }
 
 impl OfferSummary {
-    /// The first m-line of `kind`.
+    /// The first m-line of `kind` that is not rejected.
     pub fn first(&self, kind: MediaKind) -> Option<&MediaOffer> {
-        self.media.iter().find(|m| m.kind == kind)
+        self.media.iter().find(|m| m.kind == kind && !m.rejected())
     }
     /// Whether any m-line sends.
     pub fn sends(&self) -> bool {
@@ -63,6 +152,10 @@ impl OfferSummary {
     /// Whether any m-line receives.
     pub fn receives(&self) -> bool {
         self.media.iter().any(|m| m.direction.receives())
+    }
+    /// The m-line with this mid.
+    pub fn by_mid(&self, mid: &str) -> Option<&MediaOffer> {
+        self.media.iter().find(|m| m.mid.as_deref() == Some(mid))
     }
 }
 
@@ -73,6 +166,18 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, PeerError> {
     }
     let parsed = SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes()))
         .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+    let bundle_groups: Vec<Vec<String>> = parsed
+        .attributes
+        .iter()
+        .filter(|a| a.key == "group")
+        .filter_map(|a| a.value.as_deref())
+        .filter_map(|v| v.strip_prefix("BUNDLE"))
+        .map(|mids| mids.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    let bundled = |mid: &Option<String>| {
+        mid.as_ref()
+            .is_some_and(|mid| bundle_groups.iter().flatten().any(|m| m == mid))
+    };
     let session_dir = direction_of(parsed.attributes.iter().map(|a| a.key.as_str()));
     let mut media = Vec::new();
     for m in &parsed.media_descriptions {
@@ -81,30 +186,39 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, PeerError> {
             "video" => MediaKind::Video,
             _ => continue,
         };
-        let direction = if m.media_name.port.value == 0 {
+        let mid = m.attribute("mid").flatten().map(str::to_owned);
+        let port_zero = m.media_name.port.value == 0;
+        let bundle_only = m.attribute("bundle-only").is_some();
+        let transport = match (bundled(&mid), port_zero) {
+            (true, true) if bundle_only => Transport::Bundled { bundle_only: true },
+            (true, false) => Transport::Bundled { bundle_only: false },
+            (false, false) => Transport::Own,
+            (_, true) => Transport::Rejected,
+        };
+        let direction = if transport == Transport::Rejected {
             Direction::Inactive
         } else {
             direction_of(m.attributes.iter().map(|a| a.key.as_str()))
                 .or(session_dir)
                 .unwrap_or(Direction::SendRecv)
         };
-        let codecs_by_pt = m.codecs();
-        let mut codecs = Vec::new();
-        for format in &m.media_name.formats {
-            let name = format
-                .parse::<u8>()
-                .ok()
-                .and_then(|pt| codecs_by_pt.get(&pt))
-                .map(|c| c.name.clone())
-                .unwrap_or_else(|| format.clone());
-            if !codecs.contains(&name) {
-                codecs.push(name);
+        let formats = formats_of(m);
+        let mut codecs: Vec<String> = Vec::new();
+        for f in &formats {
+            if !codecs.contains(&f.name) {
+                codecs.push(f.name.clone());
             }
         }
         media.push(MediaOffer {
             kind,
+            mid,
             direction,
             codecs,
+            formats,
+            transport,
+            ssrcs: ssrcs_of(m),
+            rids: m.attributes.iter().any(|a| a.key == "rid"),
+            mid_extension: extension_id(m, MID_EXTENSION_URI),
         });
     }
     if media.is_empty() {
@@ -117,7 +231,121 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, PeerError> {
             "the offer has no DTLS fingerprint (WebRTC needs DTLS-SRTP)".into(),
         ));
     }
-    Ok(OfferSummary { media })
+    let summary = OfferSummary {
+        media,
+        bundle_groups,
+    };
+    check_bundle_tags(&summary)?;
+    Ok(summary)
+}
+
+/// The offer as webrtc-rs 0.21 can take it. A sending m-line with `a=msid` but no `a=ssrc`
+/// makes webrtc-rs expect a track it can never bind (on a session of several m-lines), and it
+/// then fails the whole answer ("no trackStreams found for SSRC"). Those lines lose their
+/// `a=msid` here, so webrtc-rs leaves them alone and the stream router places their packets
+/// (RFC 8843 §9.2). tessera does not use the stream and track ids it drops.
+pub fn for_webrtc_rs<'a>(sdp: &'a str, offer: &OfferSummary) -> std::borrow::Cow<'a, str> {
+    let active = offer.media.iter().filter(|m| !m.rejected()).count();
+    let undeclared: Vec<&str> = offer
+        .media
+        .iter()
+        .filter(|m| m.sends_undeclared())
+        .filter_map(|m| m.mid.as_deref())
+        .collect();
+    if active < 2 || undeclared.is_empty() {
+        return std::borrow::Cow::Borrowed(sdp);
+    }
+    let mut out = String::with_capacity(sdp.len());
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let mid = section
+            .iter()
+            .find_map(|l| l.trim_end().strip_prefix("a=mid:"));
+        let strip = mid.is_some_and(|mid| undeclared.contains(&mid));
+        for line in section.drain(..) {
+            if !(strip && line.starts_with("a=msid:")) {
+                out.push_str(line);
+            }
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push(line);
+    }
+    flush(&mut section, &mut out);
+    std::borrow::Cow::Owned(out)
+}
+
+/// RFC 8843 §7.2.1: the offerer-tagged m-line of a group (its first mid) carries the group's
+/// address, so it cannot itself be bundle-only.
+fn check_bundle_tags(offer: &OfferSummary) -> Result<(), PeerError> {
+    for group in &offer.bundle_groups {
+        let Some(tag) = group.first() else { continue };
+        if let Some(m) = offer.by_mid(tag)
+            && m.transport == (Transport::Bundled { bundle_only: true })
+        {
+            return Err(PeerError::BadOffer(format!(
+                "the BUNDLE group's first m-line (mid {tag}) is bundle-only with port 0: no \
+                 m-line carries the group's transport (RFC 8843 §7.2.1)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn formats_of(m: &MediaDescription) -> Vec<OfferedFormat> {
+    let by_pt = m.codecs();
+    m.media_name
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .map(|pt| match by_pt.get(&pt) {
+            Some(c) => OfferedFormat {
+                payload_type: pt,
+                name: c.name.clone(),
+                clock_rate: c.clock_rate,
+                fmtp: c.fmtp.clone(),
+            },
+            // A static payload type without rtpmap (RFC 3551), e.g. 0 = PCMU.
+            None => OfferedFormat {
+                payload_type: pt,
+                name: pt.to_string(),
+                clock_rate: 0,
+                fmtp: String::new(),
+            },
+        })
+        .collect()
+}
+
+fn ssrcs_of(m: &MediaDescription) -> Vec<u32> {
+    let mut ssrcs: Vec<u32> = Vec::new();
+    for a in m.attributes.iter().filter(|a| a.key == "ssrc") {
+        if let Some(ssrc) = a
+            .value
+            .as_deref()
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            && !ssrcs.contains(&ssrc)
+        {
+            ssrcs.push(ssrc);
+        }
+    }
+    ssrcs
+}
+
+/// The id an m-line gives the header extension `uri` (`a=extmap:<id>[/<dir>] <uri>`).
+fn extension_id(m: &MediaDescription, uri: &str) -> Option<u8> {
+    m.attributes
+        .iter()
+        .filter(|a| a.key == "extmap")
+        .filter_map(|a| a.value.as_deref())
+        .find_map(|v| {
+            let mut parts = v.split_whitespace();
+            let id = parts.next()?.split('/').next()?.parse().ok()?;
+            (parts.next()? == uri).then_some(id)
+        })
 }
 
 fn direction_of<'a>(keys: impl Iterator<Item = &'a str>) -> Option<Direction> {
@@ -137,6 +365,21 @@ fn direction_of<'a>(keys: impl Iterator<Item = &'a str>) -> Option<Direction> {
 mod tests {
     use super::*;
 
+    /// Offers captured from real clients (see tests/offers/README.md for how).
+    fn captured(name: &str) -> OfferSummary {
+        let path = format!("{}/tests/offers/{name}.sdp", env!("CARGO_MANIFEST_DIR"));
+        let sdp = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        inspect_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn line(offer: &OfferSummary, kind: MediaKind) -> &MediaOffer {
+        offer
+            .media
+            .iter()
+            .find(|m| m.kind == kind)
+            .expect("an m-line of that kind")
+    }
+
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 a=fingerprint:sha-256 00:11\r\na=group:BUNDLE 0 1\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n\
@@ -154,6 +397,7 @@ a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
         assert_eq!(video.direction, Direction::RecvOnly);
         assert_eq!(video.codecs, vec!["VP8", "H264"]);
         assert!(s.sends() && s.receives());
+        assert_eq!(s.bundle_groups, vec![vec!["0".to_owned(), "1".to_owned()]]);
     }
 
     #[test]
@@ -161,5 +405,221 @@ a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
         assert!(inspect_offer("").is_err());
         assert!(inspect_offer("hello world").is_err());
         assert!(inspect_offer("v=0\r\n").is_err());
+    }
+
+    #[test]
+    fn issue9_bundle_only_port_zero_is_carried_not_rejected() {
+        // webrtcbin, max-bundle: audio is `m=audio 0 ... a=bundle-only` inside the group.
+        for name in [
+            "webrtcbin-max-bundle-participant",
+            "webrtcbin-max-bundle-viewer",
+            "webrtcbin-max-bundle-contributor",
+            "webrtcbin-max-bundle-h264",
+        ] {
+            let s = captured(name);
+            let audio = line(&s, MediaKind::Audio);
+            assert_eq!(
+                audio.transport,
+                Transport::Bundled { bundle_only: true },
+                "{name}"
+            );
+            assert_ne!(audio.direction, Direction::Inactive, "{name}");
+            let video = line(&s, MediaKind::Video);
+            assert_eq!(
+                video.transport,
+                Transport::Bundled { bundle_only: false },
+                "{name}"
+            );
+        }
+        let viewer = captured("webrtcbin-max-bundle-viewer");
+        assert!(
+            viewer
+                .media
+                .iter()
+                .all(|m| m.direction == Direction::RecvOnly)
+        );
+        let participant = captured("webrtcbin-max-bundle-participant");
+        assert!(
+            participant
+                .media
+                .iter()
+                .all(|m| m.direction == Direction::SendRecv)
+        );
+        let contributor = captured("webrtcbin-max-bundle-contributor");
+        assert!(
+            contributor
+                .media
+                .iter()
+                .all(|m| m.direction == Direction::SendOnly)
+        );
+    }
+
+    #[test]
+    fn issue9_port_zero_without_bundle_only_is_rejected() {
+        let sdp = std::fs::read_to_string(format!(
+            "{}/tests/offers/webrtcbin-max-bundle-participant.sdp",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("captured offer");
+        // The same offer with the audio line disabled the RFC 3264 way.
+        let disabled = sdp.replace("a=bundle-only\r\n", "");
+        let s = inspect_offer(&disabled).unwrap();
+        let audio = line(&s, MediaKind::Audio);
+        assert!(audio.rejected());
+        assert_eq!(audio.direction, Direction::Inactive);
+        assert!(s.first(MediaKind::Audio).is_none());
+        // Bundle-only outside any group is rejected too.
+        let ungrouped = sdp.replace("a=group:BUNDLE video0 audio1\r\n", "");
+        let s = inspect_offer(&ungrouped).unwrap();
+        assert!(line(&s, MediaKind::Audio).rejected());
+        assert_eq!(line(&s, MediaKind::Video).transport, Transport::Own);
+    }
+
+    #[test]
+    fn issue9_a_bundle_only_offerer_tag_is_a_bad_offer() {
+        let sdp = std::fs::read_to_string(format!(
+            "{}/tests/offers/webrtcbin-max-bundle-participant.sdp",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("captured offer");
+        let swapped = sdp.replace(
+            "a=group:BUNDLE video0 audio1",
+            "a=group:BUNDLE audio1 video0",
+        );
+        let err = inspect_offer(&swapped).unwrap_err().to_string();
+        assert!(err.contains("bundle-only"), "{err}");
+    }
+
+    #[test]
+    fn issue9_balanced_webrtcbin_has_no_group_and_a_transport_per_line() {
+        for name in [
+            "webrtcbin-balanced-participant",
+            "webrtcbin-balanced-viewer",
+            "webrtcbin-balanced-contributor",
+            "webrtcbin-balanced-h264",
+        ] {
+            let s = captured(name);
+            assert!(s.bundle_groups.is_empty(), "{name}");
+            assert!(
+                s.media.iter().all(|m| m.transport == Transport::Own),
+                "{name}"
+            );
+            assert_eq!(s.media.len(), 2, "{name}");
+        }
+    }
+
+    #[test]
+    fn issue9_every_captured_client_reads_as_it_was_made() {
+        // (file, video direction, audio direction, whether every sending line declares SSRCs)
+        let cases = [
+            ("chromium-max-bundle-participant", Direction::SendRecv),
+            ("chromium-balanced-participant", Direction::SendRecv),
+            ("chromium-max-bundle-viewer", Direction::RecvOnly),
+            ("chromium-balanced-contributor", Direction::SendOnly),
+            ("aiortc-participant", Direction::SendRecv),
+            ("aiortc-viewer", Direction::RecvOnly),
+            ("aiortc-contributor", Direction::SendOnly),
+            ("webrtc-rs-participant", Direction::SendRecv),
+            ("webrtc-rs-viewer", Direction::RecvOnly),
+            ("webrtc-rs-contributor", Direction::SendOnly),
+        ];
+        for (name, direction) in cases {
+            let s = captured(name);
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let m = s.first(kind).unwrap_or_else(|| panic!("{name}: no {kind}"));
+                assert_eq!(m.direction, direction, "{name} {kind}");
+                assert!(
+                    matches!(m.transport, Transport::Bundled { .. }),
+                    "{name} {kind}"
+                );
+                assert!(m.mid.is_some(), "{name} {kind}");
+                assert!(!m.sends_undeclared(), "{name} {kind} declares its SSRCs");
+                let wanted = match kind {
+                    MediaKind::Audio => "opus",
+                    MediaKind::Video => "VP8",
+                };
+                assert!(
+                    m.codecs.iter().any(|c| c.eq_ignore_ascii_case(wanted)),
+                    "{name} {kind}: {:?}",
+                    m.codecs
+                );
+            }
+            assert_eq!(s.bundle_groups.len(), 1, "{name}");
+        }
+        // Chromium and aiortc announce the MID header extension; RTX flows are declared.
+        let chrome = captured("chromium-max-bundle-participant");
+        let video = line(&chrome, MediaKind::Video);
+        assert!(video.mid_extension.is_some());
+        assert_eq!(video.ssrcs.len(), 2, "media + RTX");
+        assert!(
+            line(&captured("aiortc-participant"), MediaKind::Audio)
+                .mid_extension
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn issue9_h264_parameters_are_read_per_payload_type() {
+        let s = captured("webrtcbin-max-bundle-h264");
+        let video = line(&s, MediaKind::Video);
+        let h264 = video
+            .formats
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case("H264"))
+            .expect("an H.264 format");
+        assert_eq!(h264.clock_rate, 90000);
+        assert_eq!(h264.parameter("packetization-mode"), Some("1"));
+        assert!(h264.parameter("profile-level-id").is_some());
+        assert!(h264.parameter("sprop-parameter-sets").is_some());
+        assert_eq!(fmtp_parameter("a=1; B = 2", "b"), Some("2"));
+    }
+
+    #[test]
+    fn issue9_webrtc_rs_is_not_handed_msids_it_cannot_bind() {
+        let sdp = std::fs::read_to_string(format!(
+            "{}/tests/offers/webrtc-rs-participant.sdp",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("captured offer");
+        let untouched = inspect_offer(&sdp).unwrap();
+        assert_eq!(
+            for_webrtc_rs(&sdp, &untouched),
+            sdp,
+            "declared: nothing to do"
+        );
+        let stripped: String = sdp
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("a=ssrc"))
+            .collect();
+        assert!(stripped.contains("a=msid:"));
+        let summary = inspect_offer(&stripped).unwrap();
+        let fixed = for_webrtc_rs(&stripped, &summary);
+        assert!(!fixed.contains("a=msid:"), "{fixed}");
+        assert_eq!(
+            fixed.lines().count() + stripped.matches("a=msid:").count(),
+            stripped.lines().count(),
+            "only the msid lines go"
+        );
+    }
+
+    #[test]
+    fn issue9_undeclared_ssrcs_are_noticed() {
+        let sdp = std::fs::read_to_string(format!(
+            "{}/tests/offers/webrtcbin-max-bundle-participant.sdp",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("captured offer");
+        let stripped: String = sdp
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("a=ssrc"))
+            .collect();
+        let s = inspect_offer(&stripped).unwrap();
+        assert!(s.media.iter().all(MediaOffer::sends_undeclared));
+        assert!(
+            captured("webrtcbin-max-bundle-viewer")
+                .media
+                .iter()
+                .all(|m| !m.sends_undeclared())
+        );
     }
 }

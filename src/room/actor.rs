@@ -12,16 +12,17 @@ use tokio::task::JoinSet;
 
 use super::events::{LeaveReason, RoomEvent, TileInfo};
 use super::keyframe::{Decision, KeyframeGate};
-use super::tiers::TierPolicy;
+use super::tiers::{TierPolicy, h264_ceiling};
 use super::{
     Canvas, JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomCommand,
     RoomInfo, Rooms, SessionInfo, TrickleError, layout,
 };
+use crate::h264::{Level, ProfileLevelId};
 use crate::media::{Mixer, MixerEvent, Recorder};
 use crate::metrics::{self, Live};
 use crate::peer::{
-    self, Direction, OfferSummary, Peer, PeerError, PeerEvent, PeerEventKind, SendPlan,
-    TrickleFragment,
+    self, Direction, OfferSummary, OfferedFormat, Peer, PeerError, PeerEvent, PeerEventKind,
+    SendPlan, TrickleFragment,
 };
 use crate::types::{
     ConnectionState, MediaKind, OutputKey, RecordingFormat, Rect, RtpSink, SessionId, SessionKind,
@@ -34,16 +35,16 @@ pub const MIXER_EVENT_QUEUE: usize = 256;
 /// PLIs to one sender at most this often: decoders ask on every lost frame.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Whether the room can send `codec` (an SDP name) of `kind` to a receiver, given the video
-/// codecs its encoders can produce here.
-fn can_encode(kind: MediaKind, codec: &str, video: &impl Fn(VideoCodec) -> bool) -> bool {
-    match kind {
-        MediaKind::Video => VideoCodec::from_sdp_name(codec).is_some_and(video),
-        MediaKind::Audio => codec.eq_ignore_ascii_case("opus"),
+/// The codec tessera would send for one offered video format: VP8, or H.264 in packetization
+/// mode 1 (the only mode its payloader writes: FU-A and STAP-A).
+fn receivable_video(format: &OfferedFormat) -> Option<VideoCodec> {
+    match VideoCodec::from_sdp_name(&format.name)? {
+        VideoCodec::H264 if format.parameter("packetization-mode") != Some("1") => None,
+        codec => Some(codec),
     }
 }
 
-/// The video codec a receiver gets: the first of its offer's codecs the room can encode (the
+/// The video codec a receiver gets: the first of its offer's formats the room can encode (the
 /// offer lists them in the offerer's order of preference).
 pub(super) fn choose_video_codec(
     offer: &OfferSummary,
@@ -51,10 +52,31 @@ pub(super) fn choose_video_codec(
 ) -> Option<VideoCodec> {
     offer
         .first(MediaKind::Video)?
-        .codecs
+        .formats
         .iter()
-        .filter_map(|c| VideoCodec::from_sdp_name(c))
+        .filter_map(receivable_video)
         .find(|&c| can(c))
+}
+
+/// The H.264 level a receiver declared for the payload type tessera will send it on. webrtc-rs
+/// picks that payload type the way this does: the first whose profile bytes and packetization
+/// mode match tessera's own (`42e0`, mode 1), else the first H.264 one. `None`: no level was
+/// declared (no `profile-level-id`).
+pub(super) fn declared_h264_level(offer: &OfferSummary) -> Option<Level> {
+    let formats = &offer.first(MediaKind::Video)?.formats;
+    let h264 = || {
+        formats
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("H264"))
+    };
+    let exact = h264().find(|f| {
+        f.parameter("packetization-mode") == Some("1")
+            && f.parameter("profile-level-id")
+                .is_some_and(|p| p.len() == 6 && p[..4].eq_ignore_ascii_case("42e0"))
+    });
+    let format = exact.or_else(|| h264().next())?;
+    let profile: ProfileLevelId = format.parameter("profile-level-id")?.parse().ok()?;
+    Some(profile.level)
 }
 
 /// Decides what kind of session an offer makes on an endpoint (pure).
@@ -101,13 +123,18 @@ pub(super) fn check_codecs(
         .iter()
         .filter(|m| m.direction != Direction::Inactive)
     {
-        let usable = m.codecs.iter().any(|c| {
-            let mime = format!("{}/{c}", m.kind);
+        let usable = m.formats.iter().any(|f| {
+            let mime = format!("{}/{}", m.kind, f.name);
+            let receivable = match m.kind {
+                MediaKind::Video => receivable_video(f).is_some_and(&can_encode_video),
+                MediaKind::Audio => f.name.eq_ignore_ascii_case("opus"),
+            };
             (!m.direction.sends() || can_decode(m.kind, &mime))
-                && (!m.direction.receives() || can_encode(m.kind, c, &can_encode_video))
+                && (!m.direction.receives() || receivable)
         });
         if !usable {
             let wanted = match m.kind {
+                MediaKind::Video if m.direction.receives() => "VP8 or H.264 (packetization-mode=1)",
                 MediaKind::Video => "VP8 or H.264",
                 MediaKind::Audio => "Opus",
             };
@@ -167,6 +194,8 @@ struct Pending {
     output: Option<OutputKey>,
     /// It asked for a quality: no automatic switching.
     pinned: bool,
+    /// The best tier its decoder takes.
+    ceiling: Tier,
     reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     /// Peer events that arrived before the negotiation finished.
     early: Vec<PeerEventKind>,
@@ -646,14 +675,30 @@ impl RoomActor {
         let m = |k: MediaKind| summary.first(k).map(|m| m.direction);
         let receives = |k| kind.receives() && m(k).is_some_and(Direction::receives);
         let media = &self.rooms.inner.media;
+        let video_codec = choose_video_codec(&summary, |c| media.can_encode(c)).unwrap_or_default();
+        // An H.264 decoder declares the most it takes: the receiver's tiers stop there.
+        let mix = &self.rooms.inner.config.mix;
+        let (ceiling, h264_level) = h264_ceiling(declared_h264_level(&summary), |tier| {
+            let (width, height, _) = mix.output(OutputKey {
+                codec: VideoCodec::H264,
+                tier,
+            });
+            Level::for_video(width, height, mix.fps).unwrap_or(Level(52))
+        });
+        let ceiling = if video_codec == VideoCodec::H264 {
+            ceiling
+        } else {
+            Tier::High
+        };
         let plan = SendPlan {
             video: receives(MediaKind::Video),
-            video_codec: choose_video_codec(&summary, |c| media.can_encode(c)).unwrap_or_default(),
+            video_codec,
             audio: receives(MediaKind::Audio),
+            h264_level,
         };
         let output = plan.video.then(|| OutputKey {
             codec: plan.video_codec,
-            tier: quality.unwrap_or(Tier::High),
+            tier: quality.unwrap_or(Tier::High).max(ceiling),
         });
         let sends_audio = m(MediaKind::Audio).is_some_and(Direction::sends);
         let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
@@ -687,6 +732,7 @@ impl RoomActor {
                 remote_ufrag,
                 output,
                 pinned: quality.is_some(),
+                ceiling,
                 reply,
                 early: Vec::new(),
             },
@@ -736,7 +782,8 @@ impl RoomActor {
             tier_policy: TierPolicy::new(
                 pending.output.map_or(Tier::High, |o| o.tier),
                 pending.pinned,
-            ),
+            )
+            .with_ceiling(pending.ceiling),
             hears_everyone: pending.plan.audio && !pending.has_mix_minus,
             last_pli: None,
             etag: etag.clone(),
@@ -1083,18 +1130,39 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::MediaOffer;
+    use crate::peer::{MediaOffer, OfferedFormat, Transport};
 
     fn offer(lines: &[(MediaKind, Direction, &[&str])]) -> OfferSummary {
         OfferSummary {
             media: lines
                 .iter()
-                .map(|(kind, direction, codecs)| MediaOffer {
+                .enumerate()
+                .map(|(i, (kind, direction, codecs))| MediaOffer {
                     kind: *kind,
+                    mid: Some(i.to_string()),
                     direction: *direction,
                     codecs: codecs.iter().map(|c| c.to_string()).collect(),
+                    formats: codecs
+                        .iter()
+                        .zip(96u8..)
+                        .map(|(c, payload_type)| OfferedFormat {
+                            payload_type,
+                            name: c.to_string(),
+                            clock_rate: 90000,
+                            fmtp: if c.eq_ignore_ascii_case("H264") {
+                                "packetization-mode=1".into()
+                            } else {
+                                String::new()
+                            },
+                        })
+                        .collect(),
+                    transport: Transport::Bundled { bundle_only: false },
+                    ssrcs: vec![1],
+                    rids: false,
+                    mid_extension: None,
                 })
                 .collect(),
+            bundle_groups: vec![],
         }
     }
 
@@ -1132,6 +1200,33 @@ mod tests {
         assert!(!text.contains("rtx"), "{text}");
         let ok = offer(&[(MediaKind::Video, Direction::SendRecv, &["H264", "VP8"])]);
         assert!(check_codecs(&ok, |_, m| m.eq_ignore_ascii_case("video/VP8"), |_| true).is_ok());
+    }
+
+    #[test]
+    fn issue9_h264_needs_packetization_mode_1_and_its_declared_level_is_read() {
+        let path = format!(
+            "{}/tests/offers/webrtcbin-max-bundle-h264-participant.sdp",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let sdp = std::fs::read_to_string(path).expect("captured offer");
+        let offer = peer::inspect_offer(&sdp).unwrap();
+        assert_eq!(choose_video_codec(&offer, |_| true), Some(VideoCodec::H264));
+        assert_eq!(declared_h264_level(&offer), Some(Level(30)), "42c01e");
+        // The same offer in packetization mode 0: tessera cannot send that.
+        let mode0 =
+            peer::inspect_offer(&sdp.replace("packetization-mode=1", "packetization-mode=0"))
+                .unwrap();
+        assert_eq!(choose_video_codec(&mode0, |_| true), None);
+        let err = check_codecs(&mode0, |_, _| true, |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("packetization-mode=1"), "{err}");
+        // No profile-level-id: no declared level.
+        let bare = sdp.replace("profile-level-id=42c01e;", "");
+        assert_eq!(
+            declared_h264_level(&peer::inspect_offer(&bare).unwrap()),
+            None
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::h264::Level;
 use crate::types::Tier;
 
 /// How long the estimate must stay under the current tier's bitrate to move down.
@@ -20,11 +21,28 @@ pub const UP_AFTER: Duration = Duration::from_secs(10);
 /// only a clear shortfall moves it.
 pub const DOWN_MARGIN: f64 = 0.7;
 
+/// The best tier an H.264 receiver may get, and the level to declare in its answer.
+///
+/// A receiver's `profile-level-id` (its `declared` level) is the most it decodes (RFC 6184
+/// §8.2.2), so it gets the best tier whose level (`needs`) fits. If none fits, it gets the
+/// lowest tier anyway, and the answer declares that tier's level: tessera has nothing smaller to
+/// send, and an answer that names the level of what is really sent is the honest failure. With
+/// no declared level (no `profile-level-id`) nothing is capped.
+pub fn h264_ceiling(declared: Option<Level>, needs: impl Fn(Tier) -> Level) -> (Tier, Level) {
+    Tier::ALL
+        .into_iter()
+        .map(|tier| (tier, needs(tier)))
+        .find(|(_, level)| declared.is_none_or(|d| *level <= d))
+        .unwrap_or_else(|| (Tier::Low, needs(Tier::Low)))
+}
+
 /// One receiver's tier and the evidence gathered for a change.
 #[derive(Debug, Clone)]
 pub struct TierPolicy {
     tier: Tier,
     pinned: bool,
+    /// The best tier it may ever get (its decoder's limit).
+    ceiling: Tier,
     /// Since when the estimate has been under the current tier's bitrate.
     below_since: Option<Instant>,
     /// Since when the estimate has been above the higher tier's bitrate.
@@ -37,9 +55,17 @@ impl TierPolicy {
         TierPolicy {
             tier,
             pinned,
+            ceiling: Tier::High,
             below_since: None,
             above_since: None,
         }
+    }
+
+    /// Never above `ceiling` (it starts there if it started above).
+    pub fn with_ceiling(mut self, ceiling: Tier) -> TierPolicy {
+        self.ceiling = ceiling;
+        self.tier = self.tier.max(ceiling);
+        self
     }
 
     /// The current tier.
@@ -70,7 +96,7 @@ impl TierPolicy {
         } else {
             self.below_since = None;
         }
-        match up {
+        match up.filter(|higher| *higher >= self.ceiling) {
             Some(higher) if estimate_bps > bitrate(higher) => {
                 let since = *self.above_since.get_or_insert(now);
                 if now.duration_since(since) >= UP_AFTER {
@@ -152,5 +178,38 @@ mod tests {
         let mut pinned = TierPolicy::new(Tier::High, true);
         assert_eq!(feed(&mut pinned, &mut t, 100_000, 30), None);
         assert_eq!(pinned.tier(), Tier::High);
+    }
+
+    #[test]
+    fn issue9_a_ceiling_is_never_passed() {
+        let mut t = Instant::now();
+        let mut p = TierPolicy::new(Tier::High, false).with_ceiling(Tier::Low);
+        assert_eq!(p.tier(), Tier::Low, "starts at its ceiling");
+        assert_eq!(
+            feed(&mut p, &mut t, 10_000_000, 30),
+            None,
+            "plenty, but capped"
+        );
+    }
+
+    #[test]
+    fn issue9_h264_receivers_get_the_best_tier_their_level_allows() {
+        // 1280x720 needs 3.1, 640x360 needs 3.0 (at 30 fps).
+        let needs = |tier| match tier {
+            Tier::High => Level(31),
+            Tier::Low => Level(30),
+        };
+        assert_eq!(
+            h264_ceiling(Some(Level(31)), needs),
+            (Tier::High, Level(31))
+        );
+        assert_eq!(
+            h264_ceiling(Some(Level(40)), needs),
+            (Tier::High, Level(31))
+        );
+        assert_eq!(h264_ceiling(Some(Level(30)), needs), (Tier::Low, Level(30)));
+        // webrtcbin's 2.2 fits nothing: the low tier, declared as what it is.
+        assert_eq!(h264_ceiling(Some(Level(22)), needs), (Tier::Low, Level(30)));
+        assert_eq!(h264_ceiling(None, needs), (Tier::High, Level(31)));
     }
 }

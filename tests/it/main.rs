@@ -2,7 +2,9 @@
 mod bench;
 mod browser;
 mod core_mcu;
+mod interop;
 mod outputs;
+mod packages;
 mod recording;
 mod room_events;
 mod support;

@@ -75,6 +75,9 @@ pub struct JoinOptions {
     pub h264_only: bool,
     /// `?quality=` to ask for (`high` or `low`).
     pub quality: Option<&'static str>,
+    /// Send the offer without its `a=ssrc` lines: the server must then route the streams by
+    /// the MID header extension or the payload type (RFC 8843 §9.2).
+    pub strip_ssrcs: bool,
 }
 
 /// What the client is to the room, which decides the endpoint and the SDP directions.
@@ -278,9 +281,15 @@ impl TestClient {
         };
 
         let senders = client.add_media(role).await.context(what.clone())?;
-        let offer = create_offer(&*client.pc, &mut gathering)
+        let mut offer = create_offer(&*client.pc, &mut gathering)
             .await
             .context(what.clone())?;
+        if options.strip_ssrcs {
+            offer = offer
+                .split_inclusive('\n')
+                .filter(|line| !line.starts_with("a=ssrc"))
+                .collect();
+        }
         let mut url = offer_url(base_url, room, role, name)?;
         if let Some(quality) = options.quality {
             url.query_pairs_mut().append_pair("quality", quality);
@@ -303,6 +312,7 @@ impl TestClient {
             .session_url
             .join(location)
             .with_context(|| format!("{what}: resolving Location {location:?}"))?;
+        let mids = answered_mids(&response.body);
         let answer = RTCSessionDescription::answer(response.body)
             .with_context(|| format!("{what}: the answer is not SDP"))?;
         client
@@ -315,7 +325,7 @@ impl TestClient {
             .wait_for_state(RTCPeerConnectionState::Connected, CONNECT_TIMEOUT)
             .await
             .context(what.clone())?;
-        client.start_sending(senders).await.context(what)?;
+        client.start_sending(senders, &mids).await.context(what)?;
         Ok(client)
     }
 
@@ -378,6 +388,7 @@ impl TestClient {
     async fn start_sending(
         &mut self,
         senders: Vec<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>,
+        mids: &[(String, u8, String)],
     ) -> Result<()> {
         if self.sources.is_empty() {
             return Ok(()); // a participant with its camera and microphone off
@@ -404,6 +415,10 @@ impl TestClient {
                 RtpCodecKind::Video => SentCounter::Video,
                 _ => SentCounter::Audio,
             };
+            let mid = mids
+                .iter()
+                .find(|(k, _, _)| *k == kind.to_string())
+                .map(|(_, id, mid)| (*id, bytes::Bytes::from(mid.clone())));
             {
                 let mut tasks = self
                     .tasks
@@ -414,6 +429,7 @@ impl TestClient {
                     Arc::clone(&track),
                     ssrc,
                     payload_type,
+                    mid,
                     sent,
                     Arc::clone(&self.counters),
                 ));
@@ -943,6 +959,7 @@ async fn send_packets(
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
+    mid: Option<(u8, bytes::Bytes)>,
     sent: SentCounter,
     counters: Arc<ClientCounters>,
 ) {
@@ -958,11 +975,42 @@ async fn send_packets(
         };
         packet.header.ssrc = ssrc;
         packet.header.payload_type = payload_type;
+        // As browsers do: every packet names its m-line (RFC 8843 §15.2) when the answer
+        // negotiated the MID extension; webrtc-rs does not add it by itself.
+        if let Some((id, mid)) = &mid {
+            let _ = packet.header.set_extension(*id, mid.clone());
+        }
         match track.write_rtp(packet).await {
             Ok(()) => sent.fetch_add(1, Ordering::Relaxed),
             Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
         };
     }
+}
+
+/// Per m-section of an answer that negotiates the MID header extension: (kind, extension id,
+/// mid).
+fn answered_mids(answer: &str) -> Vec<(String, u8, String)> {
+    let mut out = Vec::new();
+    for section in answer.split("\nm=").skip(1) {
+        let kind = section
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let id = section.lines().find_map(|l| {
+            let rest = l.trim_end().strip_prefix("a=extmap:")?;
+            let (id, uri) = rest.split_once(' ')?;
+            (uri.trim() == "urn:ietf:params:rtp-hdrext:sdes:mid")
+                .then(|| id.split('/').next()?.parse().ok())?
+        });
+        let mid = section
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_owned));
+        if let (Some(id), Some(mid)) = (id, mid) {
+            out.push((kind, id, mid));
+        }
+    }
+    out
 }
 
 /// Answer the server's PLI/FIR for our video by forcing a keyframe in our encoder.

@@ -73,9 +73,17 @@ impl Pipeline {
         init_gst();
         let element = gst::parse::launch(description)
             .with_context(|| format!("building the {what} pipeline: {description}"))?;
-        let pipeline = element
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| anyhow!("the {what} description did not make a pipeline"))?;
+        // A description of one element (a receive-only webrtcbin) makes that element alone.
+        let pipeline = match element.downcast::<gst::Pipeline>() {
+            Ok(pipeline) => pipeline,
+            Err(element) => {
+                let pipeline = gst::Pipeline::new();
+                pipeline
+                    .add(&element)
+                    .with_context(|| format!("putting the {what} element in a pipeline"))?;
+                pipeline
+            }
+        };
         let bus_messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&bus_messages);
         let bus = pipeline.bus().expect("a pipeline always has a bus");
@@ -623,6 +631,40 @@ impl AudioReceiver {
     /// The most recent `duration` of audio.
     pub fn window(&self, duration: Duration) -> Vec<f32> {
         self.state.borrow().window(duration)
+    }
+
+    /// The audio between `from` and `to` after the first decoded sample, once it has arrived
+    /// (bounded by `deadline`). `to - from` must fit the ring ([`AUDIO_RING_SECONDS`]).
+    pub async fn since_start(
+        &self,
+        from: Duration,
+        to: Duration,
+        deadline: Duration,
+    ) -> Result<Vec<f32>> {
+        let (first, last) = (samples_in(from) as u64, samples_in(to) as u64);
+        let mut state = self.state.clone();
+        let waited =
+            tokio::time::timeout(deadline, state.wait_for(|s| s.total_samples >= last)).await;
+        let s = match waited {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => bail!("the audio receiver stopped"),
+            Err(_) => bail!(
+                "{to:?} of audio did not arrive within {deadline:?}: {} samples",
+                self.state.borrow().total_samples
+            ),
+        };
+        // Ring index of sample i (counted from the first): len - (total - i).
+        let back = (s.total_samples - first) as usize;
+        if back > s.ring.len() {
+            bail!("{from:?}..{to:?} is no longer in the {AUDIO_RING_SECONDS} s ring");
+        }
+        let start = s.ring.len() - back;
+        Ok(s.ring
+            .iter()
+            .skip(start)
+            .take((last - first) as usize)
+            .copied()
+            .collect())
     }
 
     /// Wait up to `deadline` until `duration` of audio has arrived *after this call*, then

@@ -23,6 +23,7 @@ pub mod client;
 pub mod http;
 pub mod media;
 pub mod server;
+pub mod webrtcbin;
 
 mod reflector;
 mod selftest;

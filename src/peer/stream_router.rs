@@ -1,0 +1,208 @@
+//! The interceptor that delivers the streams webrtc-rs cannot place: packets of an SSRC the
+//! offer never declared, on a session of several m-lines (see [`super::routing`] for the rules).
+//!
+//! webrtc-rs binds a stream before the interceptor chain sees its first packet; what it could not
+//! bind reaches the chain anyway and would be dropped at its end. This interceptor sits in the
+//! chain, lets every bound stream pass untouched, and hands the packets of unbound ones that the
+//! [`RouteTable`] places to the [`Peer`](super::Peer): each line gets a bounded packet channel,
+//! announced once through `announce` when its first stream starts.
+//!
+//! Channels: the packet channels are media (full: the packet is dropped and counted in
+//! `dropped`); `announce` is control, but it is sent at most once per routed line and its
+//! capacity is the number of lines, so it cannot be full. Keyframe requests for a routed
+//! stream come back through `plis` and leave as RTCP PLI from this interceptor, since no
+//! webrtc-rs track exists to write them to.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::sansio::Protocol;
+use rtc::shared::TransportContext;
+use rtc::shared::error::Error;
+use rtc::shared::marshal::Marshal;
+use tokio::sync::mpsc;
+
+use super::routing::{RouteTable, RoutedLine};
+
+/// The interceptor's slot: beside the keyframe-request one, above every built-in interceptor
+/// (they ignore streams nobody bound, so the order among them does not matter).
+pub const SLOT: usize = 13_500;
+
+/// Packets a routed stream may queue before the reading task takes them (webrtc-rs's own
+/// per-track queue is 256).
+pub const PACKET_QUEUE: usize = 256;
+
+/// A stream the router placed: what the peer needs to start receiving it.
+#[derive(Debug)]
+pub struct RoutedStream {
+    /// The m-line it belongs to.
+    pub line: RoutedLine,
+    /// The payload type of its first packet.
+    pub payload_type: u8,
+    /// Its SSRC (the one keyframe requests name).
+    pub ssrc: u32,
+    /// Whether its MID header extension placed it (else its payload type did).
+    pub by_mid: bool,
+    /// Its packets, marshalled.
+    pub packets: mpsc::Receiver<Bytes>,
+}
+
+/// The peer's side of the router: streams as they start, and where to ask for keyframes.
+pub struct RouterHandle {
+    /// New streams, one per line (capacity: the number of lines).
+    pub streams: mpsc::Receiver<RoutedStream>,
+    /// SSRCs to send a PLI for; drained by the interceptor on its next packet.
+    pub plis: mpsc::Sender<u32>,
+    /// Routed packets dropped because their channel was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// The interceptor (one per peer connection).
+pub struct StreamRouter {
+    table: RouteTable,
+    /// SSRCs webrtc-rs bound: never ours.
+    bound: HashSet<u32>,
+    /// Per line, the packet channel of its current stream.
+    channels: Vec<Option<mpsc::Sender<Bytes>>>,
+    announce: mpsc::Sender<RoutedStream>,
+    plis: mpsc::Receiver<u32>,
+    dropped: Arc<AtomicU64>,
+    inbound: VecDeque<TaggedPacket>,
+    outbound: VecDeque<TaggedPacket>,
+}
+
+impl StreamRouter {
+    /// A router for `table` and the handle its peer keeps.
+    pub fn new(table: RouteTable) -> (StreamRouter, RouterHandle) {
+        let lines = table.lines().len();
+        let (announce, streams) = mpsc::channel(lines.max(1));
+        let (plis_tx, plis) = mpsc::channel(16);
+        let dropped = Arc::new(AtomicU64::new(0));
+        (
+            StreamRouter {
+                channels: vec![None; lines],
+                table,
+                bound: HashSet::new(),
+                announce,
+                plis,
+                dropped: dropped.clone(),
+                inbound: VecDeque::new(),
+                outbound: VecDeque::new(),
+            },
+            RouterHandle {
+                streams,
+                plis: plis_tx,
+                dropped,
+            },
+        )
+    }
+
+    /// Takes one packet of an unbound stream; true when it was routed (consumed).
+    fn take(&mut self, now: Instant, packet: &rtc::rtp::Packet) -> bool {
+        let header = &packet.header;
+        let mid = self
+            .table
+            .mid_extension()
+            .and_then(|id| header.get_extension(id));
+        let Some(route) = self
+            .table
+            .route(now, header.ssrc, header.payload_type, mid.as_deref())
+        else {
+            return false;
+        };
+        if route.new_stream {
+            let (tx, rx) = mpsc::channel(PACKET_QUEUE);
+            self.channels[route.line] = Some(tx);
+            let stream = RoutedStream {
+                line: self.table.lines()[route.line].clone(),
+                payload_type: header.payload_type,
+                ssrc: header.ssrc,
+                by_mid: route.by_mid,
+                packets: rx,
+            };
+            if let Err(e) = self.announce.try_send(stream) {
+                // Only after a takeover can a line announce twice; if the peer has not taken
+                // the first announcement yet, this stream waits for the next takeover.
+                tracing::warn!("routed stream not announced: {e}");
+            }
+        }
+        if let Some(tx) = &self.channels[route.line]
+            && let Ok(bytes) = packet.marshal()
+            && tx.try_send(bytes.freeze()).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn queue_plis(&mut self, now: Instant) {
+        let mut plis: Vec<Box<dyn rtc::rtcp::Packet>> = Vec::new();
+        while let Ok(ssrc) = self.plis.try_recv() {
+            plis.push(Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+            }));
+        }
+        if !plis.is_empty() {
+            self.outbound.push_back(TaggedPacket {
+                now,
+                transport: TransportContext::default(),
+                message: AttributedPacket::new(Packet::Rtcp(plis)),
+            });
+        }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for StreamRouter {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.queue_plis(msg.now);
+        if let Packet::Rtp(packet) = &msg.message.packet
+            && !self.bound.contains(&packet.header.ssrc)
+            && self.take(msg.now, packet)
+        {
+            return Ok(());
+        }
+        self.inbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.inbound.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.outbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.outbound.pop_front()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.queue_plis(now);
+        Ok(())
+    }
+}
+
+impl Interceptor for StreamRouter {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        self.bound.insert(info.ssrc);
+    }
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.bound.remove(&info.ssrc);
+    }
+}
