@@ -14,12 +14,13 @@
 //!    only its room; a failed peer leaves only its session.
 
 pub mod config;
-pub mod h264;
 pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod peer;
 pub mod room;
+pub mod rtp;
+pub mod sdp;
 pub mod types;
 
 use std::future::Future;

@@ -70,6 +70,25 @@ pub fn snapshot() -> Counts {
     }
 }
 
+/// CPU seconds (user + system) used so far by process `pid` (`None`: this one), from
+/// `/proc/<pid>/stat`; 0 if it cannot be read. The benchmark and the tests measure the server
+/// with it, and admission control will read this process's.
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the parenthesised command name (which may hold spaces); utime and stime
+    // are the 12th and 13th of them, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
+}
+
 fn count_fds(pred: impl Fn(&str) -> bool) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return 0;

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 use tessera::config::{Config, RtcConfig};
 use tessera::media::MediaFactory;
 use tessera::media::bench::{AudioProbe, PreparedMedia, RtpDump, VideoProbe};
+use tessera::metrics::cpu_seconds;
 use tessera::peer::{PeerEvent, PeerEventKind, PeerFactory, SendPlan};
 use tessera::types::{
     ConnectionState, InputCodec, MediaKind, OutputKey, RtpSink, SessionId, Tier, VideoCodec,
@@ -121,18 +122,6 @@ fn main() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Process measurements
-
-/// CPU seconds (user + system) used so far by process `pid` (`None` = this one).
-fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11..13).map_or(0.0, |v| {
-        v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
-}
 
 /// Resident memory of `pid` in MiB.
 fn rss_mib(pid: u32) -> f64 {

@@ -30,9 +30,9 @@ use serde::Serialize;
 use warp::Filter;
 use warp::http::{Response, StatusCode, header};
 
-use crate::peer::parse_fragment;
 use crate::room::events::RoomEvent;
 use crate::room::{JoinError, RecordingError, Rooms, TrickleError, valid_room_name};
+use crate::sdp::parse_fragment;
 use crate::types::SessionId;
 
 pub use errors::ErrorBody;

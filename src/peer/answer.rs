@@ -16,7 +16,7 @@
 //! An accepted m-line never keeps `a=bundle-only` (RFC 8843 §6: an answer does not use it); its
 //! port is the BUNDLE port webrtc-rs writes (RFC 9143 §7.3).
 
-use crate::h264::{Level, ProfileLevelId};
+use crate::sdp::h264::{Level, ProfileLevelId};
 
 use super::offer::{OfferSummary, fmtp_parameter};
 

@@ -21,7 +21,7 @@ use rtc::shared::error::Error;
 /// The slot: above every built-in interceptor, so it sees inbound RTCP last.
 const SLOT: usize = 14_000;
 
-/// Adds the interceptor to `registry`.
+/// Adds the interceptor to `registry` (the server's peers, and the test client's).
 pub fn register(registry: Registry) -> Registry {
     registry.with(Slot::from(SLOT), KeyframeRequests::default())
 }

@@ -17,13 +17,14 @@ use super::{
     Canvas, JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomCommand,
     RoomInfo, Rooms, SessionInfo, TrickleError, layout,
 };
-use crate::h264::{Level, ProfileLevelId};
 use crate::media::{Mixer, MixerEvent, Recorder};
 use crate::metrics::{self, Live};
 use crate::peer::{
     self, Direction, OfferSummary, OfferedFormat, Peer, PeerError, PeerEvent, PeerEventKind,
-    SendPlan, TrickleFragment,
+    SendPlan,
 };
+use crate::sdp::h264::{Level, ProfileLevelId};
+use crate::sdp::{TrickleFragment, ice_ufrag};
 use crate::types::{
     ConnectionState, MediaKind, OutputKey, RecordingFormat, Rect, RtpSink, SessionId, SessionKind,
     Tier, VideoCodec,
@@ -704,7 +705,7 @@ impl RoomActor {
         let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
         let session = SessionId::random();
         let has_mix_minus = plan.audio && sends_audio;
-        let remote_ufrag = peer::ice_ufrag(&offer);
+        let remote_ufrag = ice_ufrag(&offer);
         if has_mix_minus {
             // Everyone but themselves: a mix of its own, made before the peer subscribes to it.
             if let Err(e) = self

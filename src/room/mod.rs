@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::media::{MediaFactory, MixerStats};
-use crate::peer::{PeerFactory, TrickleFragment};
+use crate::peer::PeerFactory;
+use crate::sdp::TrickleFragment;
 use crate::types::{
     ConnectionState, OutputKey, RecordingFormat, Rect, SessionId, SessionKind, Tier,
 };

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::h264::Level;
+use crate::sdp::h264::Level;
 use crate::types::Tier;
 
 /// How long the estimate must stay under the current tier's bitrate to move down.

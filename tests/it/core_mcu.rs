@@ -10,6 +10,8 @@ use serde_json::Value;
 use crate::support::analysis::{
     Frame, Rect, Rgb, average_colour, colours, is_close, tone_level_db,
 };
+use tessera::metrics::cpu_seconds;
+
 use crate::support::{Role, SendMedia, TestClient, TestServer};
 
 /// Tones far from each other and from each other's harmonics.
@@ -75,18 +77,6 @@ async fn three_participants(server: &TestServer, room: &str) -> Result<Vec<TestC
         clients.push(client);
     }
     Ok(clients)
-}
-
-/// CPU time (user + system) of process `pid` so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
 /// Levels (dBFS) of the three tones in `samples`.
@@ -156,12 +146,12 @@ async fn issue2_three_participants_see_the_grid_and_hear_everyone_but_themselves
         );
     }
     // For the record (not asserted): what a 3-person room costs the server, from /proc.
-    let (cpu0, t0) = (cpu_seconds(server.pid()), Instant::now());
+    let (cpu0, t0) = (cpu_seconds(Some(server.pid())), Instant::now());
     clients[0]
         .wait_for_new_frames(150, Duration::from_secs(10))
         .await
         .unwrap();
-    let share = (cpu_seconds(server.pid()) - cpu0) / t0.elapsed().as_secs_f64();
+    let share = (cpu_seconds(Some(server.pid())) - cpu0) / t0.elapsed().as_secs_f64();
     eprintln!(
         "server CPU with 3 participants: {:.1}% of one core",
         share * 100.0

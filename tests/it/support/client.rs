@@ -14,25 +14,22 @@
 //! [`TestClient::leave`] is the polite way out.
 //!
 //! Keyframes: when our decoder needs one it asks upstream and we send the server an RTCP PLI;
-//! when the server sends us a PLI or FIR for our video, [`KeyframeRequestForwarder`] lets it
-//! through to the application and we force a keyframe in our encoder.
+//! when the server sends us a PLI or FIR for our video, the server's own keyframe interceptor
+//! ([`tessera::peer::register_keyframe_interceptor`]) lets it through to the application and we
+//! force a keyframe in our encoder.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::Url;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
     Registry, register_default_interceptors,
 };
-use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
-};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -42,8 +39,8 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use rtc::sansio::Protocol;
 use rtc::shared::marshal::{Marshal, Unmarshal};
+use tessera::rtp::codecs;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use webrtc::media_stream::Track;
@@ -59,8 +56,8 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::analysis::{Frame, Rgb, colours};
 use super::http::{self, RawResponse};
 use super::media::{
-    self, AudioInput, AudioReceiver, AudioState, KeyframeTrigger, OPUS_PAYLOAD_TYPE, RtpInput,
-    RtpSource, VP8_PAYLOAD_TYPE, VideoReceiver, VideoSourceSpec, VideoState,
+    AudioInput, AudioReceiver, AudioState, KeyframeTrigger, OPUS_PAYLOAD_TYPE, RtpInput, RtpSource,
+    VP8_PAYLOAD_TYPE, VideoReceiver, VideoSourceSpec, VideoState,
 };
 
 /// Deadline for ICE gathering (one loopback host candidate: normally instant).
@@ -792,10 +789,9 @@ pub fn offer_url(base_url: &str, room: &str, role: Role, name: &str) -> Result<U
 /// H.264 as a kiosk offers it.
 fn h264_codec() -> RTCRtpCodecParameters {
     let mut codec = vp8_codec();
-    codec.rtp_codec.mime_type = "video/H264".to_owned();
-    codec.rtp_codec.sdp_fmtp_line =
-        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned();
-    codec.payload_type = 102;
+    codec.rtp_codec.mime_type = codecs::H264.mime_type.to_owned();
+    codec.rtp_codec.sdp_fmtp_line = codecs::H264.fmtp.to_owned();
+    codec.payload_type = codecs::H264.payload_type;
     codec
 }
 
@@ -806,8 +802,8 @@ pub(super) fn vp8_codec() -> RTCRtpCodecParameters {
     };
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_VP8.to_owned(),
-            clock_rate: 90_000,
+            mime_type: codecs::VP8.mime_type.to_owned(),
+            clock_rate: codecs::VP8.clock_rate,
             channels: 0,
             sdp_fmtp_line: String::new(),
             // "nack" and "nack pli" are added by register_default_interceptors; FIR is ours.
@@ -820,10 +816,10 @@ pub(super) fn vp8_codec() -> RTCRtpCodecParameters {
 pub(super) fn opus_codec() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_OPUS.to_owned(),
-            clock_rate: media::AUDIO_RATE,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            mime_type: codecs::OPUS.mime_type.to_owned(),
+            clock_rate: codecs::OPUS.clock_rate,
+            channels: codecs::OPUS.channels,
+            sdp_fmtp_line: codecs::OPUS.fmtp.to_owned(),
             rtcp_feedback: vec![],
         },
         payload_type: OPUS_PAYLOAD_TYPE,
@@ -884,9 +880,9 @@ async fn build_peer_connection_with(
         .context("registering Opus")?;
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .context("registering the default interceptors")?;
-    // Last in the chain (the highest slot), so every interceptor that acts on inbound RTCP has
-    // seen it before this one narrows it to keyframe requests.
-    let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
+    // The server's own interceptor: last in the chain, it lets keyframe requests (and REMB)
+    // reach the application, which by default sees no inbound RTCP.
+    let registry = tessera::peer::register_keyframe_interceptor(registry);
 
     let pc = PeerConnectionBuilder::new()
         // No ICE servers: everything is on loopback, and tests must not touch the internet.
@@ -1076,7 +1072,7 @@ async fn pump_remote_video(
                 Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                     media_ssrc = Some(packet.header.ssrc);
                     counters.video_packets_received.fetch_add(1, Ordering::Relaxed);
-                    if super::analysis::is_vp8_keyframe_start(&packet.payload) {
+                    if tessera::rtp::keyframe::is_vp8_keyframe_start(&packet.payload) {
                         counters.keyframes_received.fetch_add(1, Ordering::Relaxed);
                     }
                     if let Ok(bytes) = packet.marshal() {
@@ -1186,60 +1182,4 @@ impl PeerConnectionEventHandler for ClientHandler {
             _ => {}
         }
     }
-}
-
-/// Lets inbound PLI and FIR reach the application (as `TrackLocalEvent::OnRtcpPacket`), and
-/// nothing else: by default inbound RTCP stops at the end of the interceptor chain, and only
-/// keyframe requests are something this client can act on.
-#[derive(Default)]
-struct KeyframeRequestForwarder {
-    /// Packets passed through in each direction, in order, until polled.
-    read_queue: VecDeque<TaggedPacket>,
-    write_queue: VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                .iter()
-                .filter(|p| is_keyframe_request(p.as_ref()))
-                .cloned()
-                .collect();
-            if requests.is_empty() {
-                // The interceptors before us have acted on it; the application has no use for it.
-                return Ok(());
-            }
-            msg.message.packet = Packet::Rtcp(requests);
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read_queue.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write_queue.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestForwarder {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, watch};
 use super::analysis::{Frame, Rgb};
 
 /// The payload types the test client offers (and the servers' pipelines default to).
-pub const VP8_PAYLOAD_TYPE: u8 = 96;
-pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+pub const VP8_PAYLOAD_TYPE: u8 = tessera::rtp::codecs::VP8.payload_type;
+pub const OPUS_PAYLOAD_TYPE: u8 = tessera::rtp::codecs::OPUS.payload_type;
 /// Opus in WebRTC is always 48 kHz on the wire; the tests analyse it at that rate, mono.
 pub const AUDIO_RATE: u32 = 48_000;
 

@@ -1,0 +1,311 @@
+//! Building peer connections: the transport settings (ICE timeouts and pacing, mDNS, the
+//! addresses and ports to gather on), the codecs and interceptors, and the answer to an offer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Slot;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCIceCandidateType, RTCSessionDescription,
+    Registry, SettingEngineBuilder, register_default_interceptors,
+};
+
+use super::codecs::{add_outgoing, fix_payload_types, register_codecs};
+use super::handler::Handler;
+use super::{
+    Peer, PeerError, PeerEvent, SendPlan, answer, keyframe_interceptor, offer, routing, rtc_err,
+    stream_router,
+};
+use crate::config::RtcConfig;
+use crate::metrics::{self, Live};
+use crate::types::{MediaKind, SessionId};
+
+/// How many ports of a configured range to try before giving up.
+const PORT_ATTEMPTS: usize = 16;
+
+/// Builds peer connections with the server's transport settings.
+#[derive(Debug, Clone)]
+pub struct PeerFactory {
+    config: RtcConfig,
+    /// Whether this host can join the mDNS multicast group (resolving browsers' `.local`
+    /// candidates). Where it cannot (a network namespace with only `lo`, some containers),
+    /// webrtc-rs's driver would fail at start, so mDNS is off; checks find the peer anyway.
+    mdns: bool,
+}
+
+impl PeerFactory {
+    /// A factory with the server's transport settings.
+    pub fn new(config: RtcConfig) -> PeerFactory {
+        let mdns = match rtc::mdns::MulticastSocket::new().into_std() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "no multicast here ({e}): browsers' mDNS (.local) candidates will not be \
+                     resolved; peer-reflexive candidates from connectivity checks still connect"
+                );
+                false
+            }
+        };
+        PeerFactory { config, mdns }
+    }
+
+    /// Answers `offer` for `session`: builds the connection, adds the tracks of `plan`, gathers
+    /// candidates (bounded by the configured deadline) and returns the peer with the complete
+    /// answer SDP, candidates included, so clients that do not trickle can connect.
+    pub async fn answer(
+        &self,
+        session: SessionId,
+        offer: &str,
+        plan: SendPlan,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> Result<(Peer, String), PeerError> {
+        let summary = offer::inspect_offer(offer)?;
+        let routes = routing::RouteTable::for_offer(&summary);
+        let (peer, mut gathered) = self.new_peer(session, events, routes).await?;
+        let result = async {
+            let offer = offer::for_webrtc_rs(offer, &summary);
+            let offer = RTCSessionDescription::offer(offer.into_owned())
+                .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            peer.pc
+                .set_remote_description(offer)
+                .await
+                .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+            let mut outgoing = Vec::new();
+            for (kind, wanted) in [
+                (MediaKind::Video, plan.video),
+                (MediaKind::Audio, plan.audio),
+            ] {
+                if wanted {
+                    outgoing
+                        .push(add_outgoing(&peer.pc, session, kind, plan.video_codec, None).await?);
+                }
+            }
+            let answer = peer
+                .pc
+                .create_answer(None)
+                .await
+                .map_err(rtc_err("creating the answer"))?;
+            peer.pc
+                .set_local_description(answer)
+                .await
+                .map_err(rtc_err("setting the answer"))?;
+            fix_payload_types(&peer.pc, &mut outgoing).await;
+            let sdp =
+                gathered_description(&peer.pc, &mut gathered, self.config.gather_timeout).await?;
+            let parameters = answer::AnswerParameters {
+                h264_level: plan.h264_level,
+            };
+            Ok::<_, PeerError>((outgoing, answer::rewrite(&sdp, &summary, parameters)))
+        }
+        .await;
+        peer.settle(result).await
+    }
+
+    /// The offering side, for clients (the load generator): an offer that sends the kinds in
+    /// `send` and receives the kinds in `receive`, with every candidate in it. Apply the
+    /// server's answer with [`Peer::accept_answer`].
+    pub async fn offer(
+        &self,
+        session: SessionId,
+        send: SendPlan,
+        receive: SendPlan,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> Result<(Peer, String), PeerError> {
+        let (peer, mut gathered) = self.new_peer(session, events, None).await?;
+        let result = async {
+            let mut outgoing = Vec::new();
+            for (kind, sends, receives) in [
+                (MediaKind::Video, send.video, receive.video),
+                (MediaKind::Audio, send.audio, receive.audio),
+            ] {
+                let direction = match (sends, receives) {
+                    (true, true) => RTCRtpTransceiverDirection::Sendrecv,
+                    (true, false) => RTCRtpTransceiverDirection::Sendonly,
+                    (false, true) => RTCRtpTransceiverDirection::Recvonly,
+                    (false, false) => continue,
+                };
+                if sends {
+                    outgoing.push(
+                        add_outgoing(&peer.pc, session, kind, send.video_codec, Some(direction))
+                            .await?,
+                    );
+                } else {
+                    let codec_kind = match kind {
+                        MediaKind::Video => RtpCodecKind::Video,
+                        MediaKind::Audio => RtpCodecKind::Audio,
+                    };
+                    peer.pc
+                        .add_transceiver_from_kind(
+                            codec_kind,
+                            Some(RTCRtpTransceiverInit {
+                                direction,
+                                ..Default::default()
+                            }),
+                        )
+                        .await
+                        .map_err(rtc_err("adding a receiving transceiver"))?;
+                }
+            }
+            let offer = peer
+                .pc
+                .create_offer(None)
+                .await
+                .map_err(rtc_err("creating the offer"))?;
+            peer.pc
+                .set_local_description(offer)
+                .await
+                .map_err(rtc_err("setting the offer"))?;
+            let sdp =
+                gathered_description(&peer.pc, &mut gathered, self.config.gather_timeout).await?;
+            Ok::<_, PeerError>((outgoing, sdp))
+        }
+        .await;
+        peer.settle(result).await
+    }
+
+    /// A connection for `session`; `routes` places the streams the offer declared no SSRC for.
+    async fn new_peer(
+        &self,
+        session: SessionId,
+        events: mpsc::Sender<PeerEvent>,
+        routes: Option<routing::RouteTable>,
+    ) -> Result<(Peer, watch::Receiver<bool>), PeerError> {
+        let (gathered_tx, gathered_rx) = watch::channel(false);
+        let handler = Arc::new(Handler {
+            session,
+            events: events.clone(),
+            gathered: gathered_tx,
+        });
+        let (pc, router) = self.build(handler, routes).await?;
+        let mut peer = Peer {
+            session,
+            pc: Arc::new(pc),
+            outgoing: Vec::new(),
+            remote_video: None,
+            router_plis: None,
+            routed_dropped: None,
+            events,
+            tasks: JoinSet::new(),
+            lagged: Arc::new(AtomicU64::new(0)),
+            video_switch: None,
+            _live: Live::new(&metrics::PEERS),
+        };
+        if let Some(router) = router {
+            peer.announce_routed_streams(router);
+        }
+        Ok((peer, gathered_rx))
+    }
+
+    async fn build(
+        &self,
+        handler: Arc<Handler>,
+        routes: Option<routing::RouteTable>,
+    ) -> Result<
+        (
+            impl PeerConnection + use<>,
+            Option<stream_router::RouterHandle>,
+        ),
+        PeerError,
+    > {
+        let mut settings = SettingEngineBuilder::new()
+            // Notice a vanished peer within seconds, not the default half minute: its tile
+            // should not stay frozen on everyone's screen.
+            .with_ice_timeouts(
+                Some(Duration::from_secs(4)),
+                Some(Duration::from_secs(8)),
+                Some(Duration::from_secs(2)),
+            )
+            // Connectivity checks every 50 ms (RFC 8445's Ta, what browsers pace at) instead of
+            // 200 ms: joining is faster by several check rounds.
+            .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(25));
+        if !self.mdns {
+            settings = settings.with_multicast_dns_mode(MulticastDnsMode::Disabled);
+        }
+        let ip = self.config.rtc_ip;
+        if ip.is_some_and(|ip| ip.is_loopback()) {
+            // Asked for explicitly (tests, a same-host proxy): loopback is then the only address.
+            settings = settings.with_include_loopback_candidate(true);
+        }
+        if let Some(public) = self.config.public_ip {
+            settings =
+                settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
+        }
+        let settings = settings.build();
+
+        let bind_ip: IpAddr = ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ports: Vec<u16> = match self.config.udp_ports {
+            None => vec![0],
+            Some(range) => {
+                // Start at a random port of the range so concurrent joins rarely collide.
+                let span = (range.high - range.low) as usize + 1;
+                let start = rand::random::<u32>() as usize % span;
+                (0..span.min(PORT_ATTEMPTS))
+                    .map(|i| range.low + ((start + i) % span) as u16)
+                    .collect()
+            }
+        };
+        let mut last_err = None;
+        for port in ports {
+            // Neither the engine nor the registry is Clone: each attempt builds its own.
+            let mut media_engine = MediaEngine::default();
+            register_codecs(&mut media_engine)?;
+            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+                .map_err(|e| PeerError::Rtc {
+                    context: "registering interceptors",
+                    message: e.to_string(),
+                })?;
+            let mut registry = keyframe_interceptor::register(registry);
+            let mut router = None;
+            if let Some(routes) = &routes {
+                let (interceptor, handle) = stream_router::StreamRouter::new(routes.clone());
+                registry = registry.with(Slot::from(stream_router::SLOT), interceptor);
+                router = Some(handle);
+            }
+            let built = PeerConnectionBuilder::new()
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_setting_engine(settings.clone())
+                .with_handler(handler.clone())
+                .with_udp_addrs(vec![SocketAddr::new(bind_ip, port)])
+                .build()
+                .await;
+            match built {
+                Ok(pc) => return Ok((pc, router)),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(PeerError::Rtc {
+            context: "binding a media socket",
+            message: last_err.map(|e| e.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+/// Waits (bounded) for ICE gathering, then returns the local description with its candidates.
+async fn gathered_description(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut watch::Receiver<bool>,
+    deadline: Duration,
+) -> Result<String, PeerError> {
+    if tokio::time::timeout(deadline, gathered.wait_for(|done| *done))
+        .await
+        .is_err()
+    {
+        tracing::warn!("ICE gathering took over {deadline:?}; going on with what we have");
+    }
+    Ok(pc
+        .local_description()
+        .await
+        .ok_or(PeerError::Rtc {
+            context: "reading the local description",
+            message: "none".into(),
+        })?
+        .sdp)
+}

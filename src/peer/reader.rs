@@ -1,0 +1,131 @@
+//! Receiving a session's media: a task per incoming track (a webrtc-rs track, or a stream the
+//! router placed) pushes its packets into the mix's input, and routed streams are announced
+//! to the room like the tracks webrtc-rs binds itself.
+
+use std::sync::Arc;
+
+use rtc::shared::marshal::Marshal;
+use webrtc::media_stream::track_remote::TrackRemoteEvent;
+
+use super::{
+    Peer, PeerEvent, PeerEventKind, RemoteTrack, TrackSource, VideoFeedback, stream_router,
+};
+use crate::metrics::{self, Live};
+use crate::sdp::TrickleFragment;
+use crate::types::{InputCodec, MediaKind, RtpSink};
+
+impl Peer {
+    /// Starts moving `track`'s packets into `sink`.
+    pub fn start_receiving(&mut self, track: RemoteTrack, sink: Arc<dyn RtpSink>) {
+        let session = self.session;
+        let kind = track.codec.kind;
+        let feedback = match track.source {
+            TrackSource::Bound(remote) => {
+                let reader = remote.clone();
+                self.tasks.spawn(async move {
+                    let _live = Live::new(&metrics::MEDIA_TASKS);
+                    while let Some(event) = reader.poll().await {
+                        match event {
+                            TrackRemoteEvent::OnRtpPacket(packet) => {
+                                if let Ok(bytes) = packet.marshal() {
+                                    sink.push(bytes.freeze());
+                                }
+                            }
+                            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
+                            _ => {}
+                        }
+                    }
+                    tracing::debug!(%session, %kind, "incoming track ended");
+                });
+                VideoFeedback::Bound(remote)
+            }
+            TrackSource::Routed { mut packets, ssrc } => {
+                self.tasks.spawn(async move {
+                    let _live = Live::new(&metrics::MEDIA_TASKS);
+                    while let Some(packet) = packets.recv().await {
+                        sink.push(packet);
+                    }
+                    tracing::debug!(%session, %kind, "routed stream ended");
+                });
+                VideoFeedback::Routed(ssrc)
+            }
+        };
+        if kind == MediaKind::Video {
+            self.remote_video = Some(feedback);
+        }
+    }
+
+    /// Announces each stream the router places as a [`PeerEventKind::Track`], like the tracks
+    /// webrtc-rs binds itself. The task is the peer's, so it ends with it; it waits for room in
+    /// the room's queue (a track is control: never dropped).
+    pub(super) fn announce_routed_streams(&mut self, router: stream_router::RouterHandle) {
+        let stream_router::RouterHandle {
+            mut streams,
+            plis,
+            dropped,
+        } = router;
+        self.router_plis = Some(plis);
+        self.routed_dropped = Some(dropped);
+        let (events, session) = (self.events.clone(), self.session);
+        self.tasks.spawn(async move {
+            while let Some(stream) = streams.recv().await {
+                let kind = stream.line.kind;
+                let Some(format) = stream
+                    .line
+                    .formats
+                    .iter()
+                    .find(|f| f.payload_type == stream.payload_type)
+                else {
+                    continue;
+                };
+                tracing::info!(
+                    %session, %kind, mid = %stream.line.mid, ssrc = stream.ssrc,
+                    by = if stream.by_mid { "mid" } else { "payload type" },
+                    "receiving a stream the offer declared no SSRC for (RFC 8843 §9.2)"
+                );
+                let codec = InputCodec {
+                    kind,
+                    mime_type: format!("{kind}/{}", format.name),
+                    clock_rate: format.clock_rate,
+                };
+                let track = RemoteTrack {
+                    source: TrackSource::Routed {
+                        packets: stream.packets,
+                        ssrc: stream.ssrc,
+                    },
+                    codec,
+                };
+                let event = PeerEvent {
+                    session,
+                    kind: PeerEventKind::Track(track),
+                };
+                if events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Adds the candidates of a trickle fragment (same ICE session). Returns how many were
+    /// taken: a candidate the agent cannot use (an unresolvable mDNS name, an unknown
+    /// transport) is skipped, as a browser would; connectivity checks find the way anyway.
+    pub async fn add_remote_candidates(&self, fragment: &TrickleFragment) -> usize {
+        let mut taken = 0;
+        for c in &fragment.candidates {
+            let init = webrtc::peer_connection::RTCIceCandidateInit {
+                candidate: c.candidate.clone(),
+                sdp_mid: c.mid.clone(),
+                sdp_mline_index: Some(c.mline_index),
+                username_fragment: fragment.ufrag.clone(),
+                ..Default::default()
+            };
+            match self.pc.add_ice_candidate(init).await {
+                Ok(()) => taken += 1,
+                Err(e) => {
+                    tracing::debug!(session = %self.session, candidate = %c.candidate, "trickled candidate skipped: {e}")
+                }
+            }
+        }
+        taken
+    }
+}
