@@ -321,7 +321,7 @@ impl Joiner {
                     _ = &mut stop => break,
                     // A sampled receiver that lost packets asks for a keyframe, as browsers do.
                     _ = async { keyframe_wanted.as_ref().expect("guarded by the branch condition").notified().await }, if keyframe_wanted.is_some() => {
-                        peer.request_keyframe().await;
+                        peer.keyframe_asker().ask().await;
                     }
                     ev = events.recv() => match ev {
                         Some(PeerEvent { kind: PeerEventKind::Track(track), .. }) => {
@@ -1001,14 +1001,19 @@ async fn baseline(
     let mut replays = JoinSet::new();
     let mut drains = JoinSet::new();
     for r in 0..rooms {
-        let (tx, mut rx) = mpsc::channel(256);
-        drains.spawn(async move { while rx.recv().await.is_some() {} });
-        let mut mixer = factory.start_mixer(&format!("baseline-{r}"), &config.mix, tx)?;
+        let (mixer, events) = factory
+            .start_mixer(&format!("baseline-{r}"), &config.mix)
+            .await?;
+        drains.spawn(async move {
+            loop {
+                events.next().await;
+            }
+        });
         let tiles = tessera::room::layout::tiles(size, config.mix.width, config.mix.height);
         let mut inputs: HashMap<SessionId, ()> = HashMap::new();
         for (i, tile) in tiles.iter().enumerate() {
             let s = SessionId(i as u64 + 1);
-            mixer.add_mix_minus(s, &config.mix)?;
+            let mix_minus = mixer.add_mix_minus(s).await?;
             for (kind, mime, rate, dump) in [
                 (MediaKind::Video, "video/VP8", 90_000, &media.video),
                 (MediaKind::Audio, "audio/opus", 48_000, &media.audio),
@@ -1018,8 +1023,9 @@ async fn baseline(
                     mime_type: mime.into(),
                     clock_rate: rate,
                 };
-                let input =
-                    mixer.add_input(s, &codec, (kind == MediaKind::Video).then_some(*tile))?;
+                let input = mixer
+                    .add_input(s, codec, (kind == MediaKind::Video).then_some(*tile))
+                    .await?;
                 let (tx, mut rx) = broadcast::channel::<Bytes>(256);
                 replays.spawn(replay(
                     Arc::new(dump.clone()),
@@ -1034,7 +1040,7 @@ async fn baseline(
                 });
             }
             inputs.insert(s, ());
-            let mut audio = mixer.subscribe_audio(Some(s));
+            let mut audio = mix_minus.subscribe();
             drains.spawn(async move { while audio.recv().await.is_ok() {} });
         }
         // Everyone receives the video (and, with `ladder`, someone receives every output),
@@ -1054,7 +1060,7 @@ async fn baseline(
                 .with_context(|| format!("the baseline mixer has no {key} output"))?;
             drains.spawn(async move { while video.recv().await.is_ok() {} });
         }
-        mixer.set_receivers(&outputs, false);
+        mixer.set_receivers(outputs, false).await;
         mixers.push(mixer);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1062,6 +1068,8 @@ async fn baseline(
     println!("baseline cores {cores}");
     replays.abort_all();
     drains.abort_all();
-    drop(mixers);
+    for mixer in mixers {
+        mixer.shutdown().await;
+    }
     Ok(())
 }

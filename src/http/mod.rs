@@ -581,8 +581,21 @@ async fn mute(room: String, session: String, body: Result<Bytes, Reply>, rooms: 
     }
 }
 
+/// One reader's stream of a room's events; when it ends (the client went away), the event
+/// channels nobody reads any more are forgotten.
+struct EventStream {
+    rooms: Rooms,
+    room: String,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.rooms.sweep_event_channels();
+    }
+}
+
 /// The room's event stream: a snapshot, then every event of that room as it happens. A reader
-/// that falls behind the bus gets a fresh snapshot instead of the events it missed.
+/// that falls behind its room's channel gets a fresh snapshot instead of the events it missed.
 fn events(room: String, rooms: Rooms) -> Reply {
     use futures::StreamExt;
     use warp::Reply as _;
@@ -593,24 +606,24 @@ fn events(room: String, rooms: Rooms) -> Reply {
             "room names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
         );
     }
-    // Subscribed before the snapshot is taken, so nothing falls between the two.
-    let bus = rooms.subscribe_events();
+    // Subscribed before the snapshot is taken, so nothing falls between the two. The room's
+    // own channel: another room's events never reach (or delay) this reader.
+    let events = rooms.subscribe_events(&room);
     let first = futures::stream::once({
         let (rooms, room) = (rooms.clone(), room.clone());
         async move { rooms.snapshot(&room).await }
     });
-    let rest = futures::stream::unfold((bus, rooms, room), |(mut bus, rooms, room)| async move {
+    let state = (events, EventStream { rooms, room });
+    let rest = futures::stream::unfold(state, |(mut events, stream)| async move {
         use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match bus.recv().await {
-                Ok(p) if *p.room == *room => return Some((p.event, (bus, rooms, room))),
-                Ok(_) => continue,
-                Err(RecvError::Lagged(_)) => {
-                    let snapshot = rooms.snapshot(&room).await;
-                    return Some((snapshot, (bus, rooms, room)));
-                }
-                Err(RecvError::Closed) => return None,
+        match events.recv().await {
+            Ok(event) => Some((event, (events, stream))),
+            Err(RecvError::Lagged(_)) => {
+                // Fell behind: the state, re-read, instead of the events it missed.
+                let snapshot = stream.rooms.snapshot(&stream.room).await;
+                Some((snapshot, (events, stream)))
             }
+            Err(RecvError::Closed) => None,
         }
     });
     let stream = first.chain(rest).map(|event: RoomEvent| {

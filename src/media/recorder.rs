@@ -1,20 +1,17 @@
 //! A recording of a room's mix: its own small pipeline (`recording-{webm,mp4}.pipeline`) that
 //! muxes the room's already-encoded RTP outputs into a file. The room actor owns each
 //! [`Recorder`] and feeds its two [`RtpInput`]s from the outputs' broadcast channels; a failure
-//! (disk full, unwritable file) is forwarded as [`MixerEvent::RecordingFailed`] and ends only
+//! (disk full, unwritable file) is reported as [`super::MixerEvent::RecordingFailed`] and ends only
 //! the recording. Dropping a `Recorder` sets its pipeline to Null; [`Recorder::finish`] first
 //! drains it so the file is complete.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use gst::prelude::*;
-use tokio::sync::mpsc;
-
-use super::{MediaError, MixerEvent, RtpInput, Templates, build_err};
+use super::bus::{Signals, describe_error};
+use super::{MediaError, RtpInput, Templates, build_err};
 use crate::types::RecordingFormat;
+use gst::prelude::*;
 
 /// How long a stopping recording may take to write its last data and index.
 const FINISH_DEADLINE: Duration = Duration::from_secs(5);
@@ -32,18 +29,20 @@ pub struct Recorder {
     pub video: RtpInput,
     /// Where the room's "everyone" audio goes.
     pub audio: RtpInput,
-    ending: std::sync::mpsc::Receiver<Ending>,
+    /// How its pipeline ended (from its bus). A std Mutex only to make the recorder `Sync`
+    /// (the room holds it across awaits); only [`Recorder::finish`] and a failed start read it.
+    ending: std::sync::Mutex<std::sync::mpsc::Receiver<Ending>>,
 }
 
 impl Recorder {
     /// Starts recording into `path` (created or truncated). `id` names the recording in the
-    /// failure event sent to `events`.
+    /// failure it reports to the room through `signals`.
     pub(super) fn start(
         templates: &Templates,
         id: u64,
         format: RecordingFormat,
         path: &Path,
-        events: mpsc::Sender<MixerEvent>,
+        signals: std::sync::Arc<Signals>,
     ) -> Result<Recorder, MediaError> {
         let name = format!("recording-{}.pipeline", format.name());
         let context = || format!("starting the recording {id:x}");
@@ -73,11 +72,7 @@ impl Recorder {
                 .downcast::<gst_app::AppSrc>()
                 .map_err(|_| build_err(context(), format!("{n} is not an appsrc")))
         };
-        let input = |src: gst_app::AppSrc| RtpInput {
-            appsrc: src,
-            caps_set: Arc::default(),
-            dropped: Arc::new(AtomicU64::new(0)),
-        };
+        let input = RtpInput::new;
         let (video, audio) = (input(appsrc("video")?), input(appsrc("audio")?));
 
         let (ending_tx, ending) = std::sync::mpsc::sync_channel(2);
@@ -89,17 +84,11 @@ impl Recorder {
                         let _ = ending_tx.try_send(Ending::Eos);
                     }
                     MessageView::Error(err) => {
-                        let text = format!(
-                            "{}: {} ({})",
-                            msg.src()
-                                .map(|s| s.path_string().to_string())
-                                .unwrap_or_default(),
-                            err.error(),
-                            err.debug().map(|d| d.to_string()).unwrap_or_default()
-                        );
+                        let text = describe_error(msg, err);
                         tracing::warn!("recording {id:x} failed: {text}");
+                        // At most two endings fit (an EOS, an error); later ones add nothing.
                         let _ = ending_tx.try_send(Ending::Error(text.clone()));
-                        let _ = events.try_send(MixerEvent::RecordingFailed { id, error: text });
+                        signals.recording_failed(id, text);
                     }
                     _ => {}
                 }
@@ -110,14 +99,15 @@ impl Recorder {
             pipeline,
             video,
             audio,
-            ending,
+            ending: std::sync::Mutex::new(ending),
         };
         recorder
             .pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| {
                 // The bus says why (e.g. the file cannot be opened).
-                let why = match recorder.ending.try_recv() {
+                let ending = recorder.ending.lock().unwrap_or_else(|p| p.into_inner());
+                let why = match ending.try_recv() {
                     Ok(Ending::Error(e)) => e,
                     _ => "the pipeline did not start".to_owned(),
                 };
@@ -131,7 +121,8 @@ impl Recorder {
     pub fn finish(self) -> Result<(), String> {
         let _ = self.video.appsrc.end_of_stream();
         let _ = self.audio.appsrc.end_of_stream();
-        let result = match self.ending.recv_timeout(FINISH_DEADLINE) {
+        let ending = self.ending.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match ending.recv_timeout(FINISH_DEADLINE) {
             Ok(Ending::Eos) => Ok(()),
             Ok(Ending::Error(e)) => Err(e),
             Err(_) => Err(format!(

@@ -7,15 +7,23 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
+use tokio::sync::mpsc;
+
 use super::codecs::Outgoing;
 use super::{ESTIMATE_INTERVAL, Peer, PeerEvent, PeerEventKind, VideoFeedback};
-use crate::types::MediaKind;
+use crate::types::{MediaKind, SessionId};
 
-impl Peer {
-    /// Sends the remote video sender a PLI (it should send a keyframe); false if there was no
-    /// incoming video to send it for or the send failed.
-    pub async fn request_keyframe(&self) -> bool {
-        let track = match &self.remote_video {
+/// Asks one session's video sender for a keyframe (see [`Peer::keyframe_asker`]).
+pub struct KeyframeAsker {
+    session: SessionId,
+    feedback: Option<VideoFeedback>,
+    plis: Option<mpsc::Sender<u32>>,
+}
+
+impl KeyframeAsker {
+    /// Sends the sender a PLI; false if there is no incoming video to ask for or it failed.
+    pub async fn ask(self) -> bool {
+        let track = match self.feedback {
             None => {
                 tracing::debug!(session = %self.session, "no incoming video to send a PLI to");
                 return false;
@@ -23,9 +31,9 @@ impl Peer {
             Some(VideoFeedback::Routed(ssrc)) => {
                 tracing::debug!(session = %self.session, media_ssrc = ssrc, "sending PLI (routed)");
                 return self
-                    .router_plis
+                    .plis
                     .as_ref()
-                    .is_some_and(|plis| plis.try_send(*ssrc).is_ok());
+                    .is_some_and(|plis| plis.try_send(ssrc).is_ok());
             }
             Some(VideoFeedback::Bound(track)) => track,
         };
@@ -44,6 +52,19 @@ impl Peer {
                 tracing::debug!(session = %self.session, "sending PLI: {e}");
                 false
             }
+        }
+    }
+}
+
+impl Peer {
+    /// What it takes to ask this session's video sender for a keyframe, apart from the peer:
+    /// writing RTCP waits on the connection's driver, so the room does it in a task of its own
+    /// rather than in its loop.
+    pub fn keyframe_asker(&self) -> KeyframeAsker {
+        KeyframeAsker {
+            session: self.session,
+            feedback: self.remote_video.clone(),
+            plis: self.router_plis.clone(),
         }
     }
 

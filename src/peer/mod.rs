@@ -46,10 +46,12 @@ use crate::types::{ConnectionState, InputCodec, SessionId, VideoCodec};
 use codecs::{Outgoing, fix_payload_types};
 
 pub use factory::PeerFactory;
+pub use feedback::KeyframeAsker;
 pub use keyframe_interceptor::register as register_keyframe_interceptor;
 pub use offer::{
     Direction, MediaOffer, OfferSummary, OfferedFormat, Transport, fmtp_parameter, inspect_offer,
 };
+pub use reader::CandidateSink;
 
 /// Bound of the events a peer may queue for its room; a full queue makes the sender wait.
 pub const EVENT_QUEUE: usize = 256;
@@ -122,6 +124,7 @@ enum TrackSource {
 }
 
 /// Where keyframe requests for the incoming video go.
+#[derive(Clone)]
 enum VideoFeedback {
     /// To webrtc-rs's track, as RTCP.
     Bound(Arc<dyn TrackRemote>),

@@ -106,6 +106,23 @@ impl Peer {
         });
     }
 
+    /// What it takes to add trickled candidates to this connection, apart from the peer (the
+    /// room does it in a task of its own: it waits on the connection's driver).
+    pub fn candidate_sink(&self) -> CandidateSink {
+        CandidateSink {
+            session: self.session,
+            pc: self.pc.clone(),
+        }
+    }
+}
+
+/// Adds trickled candidates to one connection (see [`Peer::candidate_sink`]).
+pub struct CandidateSink {
+    session: crate::types::SessionId,
+    pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
+}
+
+impl CandidateSink {
     /// Adds the candidates of a trickle fragment (same ICE session). Returns how many were
     /// taken: a candidate the agent cannot use (an unresolvable mDNS name, an unknown
     /// transport) is skipped, as a browser would; connectivity checks find the way anyway.

@@ -100,14 +100,13 @@ impl Peer {
     }
 
     /// Moves this receiver's video to another output (a tier switch) at that output's next
-    /// keyframe, which the caller should force.
-    pub fn switch_video(&self, output: broadcast::Receiver<Bytes>) {
-        if let Some(tx) = &self.video_switch {
-            // Capacity 1 and never full in practice: the room switches a receiver at most every
-            // few seconds and the writer takes a switch at once. If it were full, this switch
-            // would be dropped and the receiver would stay on its old output while the room
-            // counts it on the new one (not guarded: it cannot happen at that pace).
-            let _ = tx.try_send(output);
+    /// keyframe, which the caller should force. The switch is control: the room waits for room
+    /// in the one-slot channel (the writer takes a switch at once), it is never dropped.
+    pub async fn switch_video(&self, output: broadcast::Receiver<Bytes>) {
+        if let Some(tx) = &self.video_switch
+            && tx.send(output).await.is_err()
+        {
+            tracing::debug!(session = %self.session, "the video writer ended before the switch");
         }
     }
 }

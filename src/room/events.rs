@@ -1,11 +1,16 @@
 //! Room events: what a room tells the browsers watching it (`GET /rooms/{room}/events`, sent as
 //! Server-Sent Events). Typed JSON, one `type` tag per message; the README lists them.
 //!
-//! Room actors publish on one process-wide [`EventBus`] (a tokio broadcast channel: a slow
-//! reader lags and is sent a fresh snapshot, nobody waits). A stream always starts with a
-//! `snapshot`, so a page that reconnects after a server restart starts from the truth.
+//! Each room name has its own channel ([`EventChannels`]): the room publishes into it, and an
+//! event stream subscribes to its room's alone, so a busy room never makes the readers of a
+//! quiet one fall behind. The channel is a tokio broadcast: a reader that falls behind is told
+//! so and sent a fresh snapshot (state re-read; nothing is lost that matters), and nobody
+//! waits. A stream always starts with a `snapshot`, so a page that reconnects after a server
+//! restart starts from the truth. Channels are keyed by name, not by room instance, so a stream
+//! lives across a room's end and restart.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -13,8 +18,8 @@ use tokio::sync::broadcast;
 use super::{Canvas, RecordingInfo, SessionInfo};
 use crate::types::{ConnectionState, Rect};
 
-/// Events the bus holds for its slowest reader before that reader lags (and resyncs).
-const BUS_BACKLOG: usize = 1024;
+/// Events a room's channel holds for its slowest reader before that reader lags (and resyncs).
+const BACKLOG: usize = 1024;
 
 /// Why a session left its room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,41 +131,48 @@ pub enum RoomEvent {
     RoomEnded,
 }
 
-/// An event and the room it happened in.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// The room's name.
-    pub room: Arc<str>,
-    /// What happened.
-    pub event: RoomEvent,
+/// The event channel of every room name that has a room or a reader.
+#[derive(Default)]
+pub struct EventChannels {
+    /// name → its channel. A tiny map behind a std Mutex: lookups, inserts and a sweep, never
+    /// held across an await.
+    map: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
 }
 
-/// The process-wide event bus. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct EventBus {
-    tx: broadcast::Sender<Published>,
-}
-
-impl Default for EventBus {
-    fn default() -> Self {
-        EventBus {
-            tx: broadcast::channel(BUS_BACKLOG).0,
-        }
-    }
-}
-
-impl EventBus {
-    /// Publishes an event; nobody listening is fine.
-    pub fn publish(&self, room: &Arc<str>, event: RoomEvent) {
-        let _ = self.tx.send(Published {
-            room: room.clone(),
-            event,
-        });
+impl EventChannels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<RoomEvent>>> {
+        // Single inserts and removals: a poisoned lock still holds a consistent map.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A receiver of every event from now on, of every room (readers filter).
-    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
-        self.tx.subscribe()
+    /// The channel a room publishes into (made if no reader made it first).
+    pub fn sender(&self, room: &str) -> broadcast::Sender<RoomEvent> {
+        self.lock()
+            .entry(room.to_owned())
+            .or_insert_with(|| broadcast::channel(BACKLOG).0)
+            .clone()
+    }
+
+    /// Every event of `room` from now on.
+    pub fn subscribe(&self, room: &str) -> broadcast::Receiver<RoomEvent> {
+        self.sender(room).subscribe()
+    }
+
+    /// Forgets the channels nobody reads and no room publishes into (`live` says which rooms
+    /// run), so names that come and go leave nothing behind.
+    pub fn sweep(&self, live: impl Fn(&str) -> bool) {
+        self.lock()
+            .retain(|room, tx| tx.receiver_count() > 0 || live(room));
+    }
+
+    /// How many channels exist (for the tests that check nothing is left behind).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no channel exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -168,6 +180,32 @@ impl EventBus {
 mod tests {
     use super::*;
     use crate::types::SessionKind;
+
+    #[tokio::test]
+    async fn each_room_has_its_own_channel_and_unused_ones_are_forgotten() {
+        let channels = EventChannels::default();
+        let busy = channels.sender("busy");
+        let mut quiet_reader = channels.subscribe("quiet");
+        let quiet = channels.sender("quiet");
+        for _ in 0..10_000 {
+            let _ = busy.send(RoomEvent::RoomEnded);
+        }
+        let _ = quiet.send(RoomEvent::ViewersChanged { viewers: 1 });
+        // The quiet room's reader sees its one event, not the busy room's thousands.
+        assert_eq!(
+            quiet_reader.try_recv().expect("its event"),
+            RoomEvent::ViewersChanged { viewers: 1 }
+        );
+        assert!(quiet_reader.try_recv().is_err());
+        drop((busy, quiet));
+        assert_eq!(channels.len(), 2);
+        // "quiet" still has a reader; "busy" has neither a reader nor a live room.
+        channels.sweep(|_| false);
+        assert_eq!(channels.len(), 1);
+        drop(quiet_reader);
+        channels.sweep(|_| false);
+        assert!(channels.is_empty());
+    }
 
     #[test]
     fn events_are_tagged_snake_case_json_and_round_trip() {
@@ -181,6 +219,8 @@ mod tests {
                 audio_muted: false,
                 video_muted: true,
                 output: None,
+                dropped_packets: 0,
+                lagged_packets: 3,
             },
         };
         let text = serde_json::to_string(&joined).unwrap();

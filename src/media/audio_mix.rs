@@ -1,0 +1,248 @@
+//! Audio mixes: the room's "everyone" mix and one mix-minus per participant who sends audio
+//! (everyone but themselves), each a bin from `audio-mix.pipeline` whose audiomixer gets one
+//! ghost sink pad per source linked into it, through a queue of its own.
+
+use std::time::Duration;
+
+use gst::prelude::*;
+
+use super::mixer::Mixer;
+use super::pads::{block_until_idle, remove_bin};
+use super::video_output::Tap;
+use super::{MediaError, Templates, build_err};
+use crate::config::MixConfig;
+use crate::types::SessionId;
+
+/// Most audio a link from a speaker's input to one mix may hold while that mix is busy (see
+/// `link_audio`); older audio is dropped, for that mix only.
+const AUDIO_LINK_QUEUE: Duration = Duration::from_millis(200);
+
+/// An audio mix (the "everyone" mix or one participant's mix-minus): a bin from
+/// `audio-mix.pipeline` whose audiomixer gets one ghost sink pad per linked input.
+pub(super) struct AudioMix {
+    pub(super) bin: gst::Bin,
+    mixer: gst::Element,
+    /// The valve before the encoder: closed while nobody listens.
+    pub(super) gate: gst::Element,
+    pub(super) tap: Tap,
+}
+
+/// A link from an input's tee into an audio mix.
+pub(super) struct AudioLink {
+    tee_pad: gst::Pad,
+    /// Decouples the source's streaming thread from this mix (see `link_audio`).
+    queue: gst::Element,
+    ghost: gst::GhostPad,
+    mixer_pad: gst::Pad,
+}
+
+impl Mixer {
+    /// Gives `session` its own mix-minus (everyone's audio but its own).
+    pub(super) fn add_mix_minus(&mut self, session: SessionId) -> Result<Tap, MediaError> {
+        if let Some(existing) = self.minus.get(&session) {
+            return Ok(existing.tap.clone());
+        }
+        let audio = new_audio_mix(
+            &self.templates,
+            &self.pipeline,
+            &self.mix,
+            &format!("minus-{session}"),
+        )?;
+        let tap = audio.tap.clone();
+        // Started before anything is linked into it: its audiomixer is running by the time
+        // the others' audio arrives, so none of it waits (and goes stale) in the links' queues.
+        let started = audio
+            .bin
+            .sync_state_with_parent()
+            .map(|_| ())
+            .map_err(|e| build_err(format!("starting the mix-minus of {session}"), e));
+        self.minus.insert(session, audio);
+        let sources: Vec<SessionId> = self
+            .audio_inputs
+            .keys()
+            .copied()
+            .filter(|&s| s != session)
+            .collect();
+        let started = started.and_then(|()| {
+            sources
+                .into_iter()
+                .try_for_each(|source| self.link_audio(source, Some(session)))
+        });
+        if let Err(e) = started {
+            self.remove_mix_minus(session);
+            return Err(e);
+        }
+        // Linking into a running pipeline posts no latency message: ask for the pipeline's
+        // latency again, so every mix's budget covers the paths that now feed it.
+        self.recalculate_latency();
+        Ok(tap)
+    }
+
+    /// Removes `session`'s mix-minus and every link into it.
+    pub(super) fn remove_mix_minus(&mut self, session: SessionId) {
+        let links: Vec<_> = self
+            .audio_links
+            .keys()
+            .copied()
+            .filter(|&(_, mix)| mix == Some(session))
+            .collect();
+        for key in links {
+            self.unlink_audio(key);
+        }
+        if let Some(mix) = self.minus.remove(&session) {
+            remove_bin(&self.pipeline, &mix.bin);
+        }
+    }
+
+    /// Silences (or restores) `session`'s voice in every mix, whether or not it still sends.
+    pub(super) fn set_muted_audio(&mut self, session: SessionId, muted: bool) {
+        if muted {
+            self.audio_muted.insert(session);
+        } else {
+            self.audio_muted.remove(&session);
+        }
+        for ((source, _), link) in &self.audio_links {
+            if *source == session {
+                link.mixer_pad.set_property("mute", muted);
+            }
+        }
+    }
+
+    pub(super) fn link_audio(
+        &mut self,
+        source: SessionId,
+        mix: Option<SessionId>,
+    ) -> Result<(), MediaError> {
+        let context = || format!("linking the audio of {source} into mix {mix:?}");
+        let tee = self
+            .audio_inputs
+            .get(&source)
+            .and_then(|i| i.tee.clone())
+            .ok_or_else(|| build_err(context(), "no such audio input"))?;
+        let target = match mix {
+            None => &self.everyone,
+            Some(m) => self
+                .minus
+                .get(&m)
+                .ok_or_else(|| build_err(context(), "no such mix"))?,
+        };
+        let mixer_pad = target
+            .mixer
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| build_err(context(), "audiomixer gave no sink pad"))?;
+        let ghost = gst::GhostPad::builder_with_target(&mixer_pad)
+            .map_err(|e| build_err(context(), e))?
+            .name(format!("in-{source}"))
+            .build();
+        ghost
+            .set_active(true)
+            .map_err(|e| build_err(context(), e))?;
+        target
+            .bin
+            .add_pad(&ghost)
+            .map_err(|e| build_err(context(), e))?;
+        // A queue per branch: an audiomixer's sink pad blocks whoever pushes into it until it
+        // has mixed that buffer, so without a queue one mix that is slow or still starting would
+        // hold the source's streaming thread, and with it the source's audio in every other mix
+        // (issue 9: a new mix-minus stalled a speaker's input for ~400 ms, after which every mix
+        // dropped that speaker's late audio until the aggregator resynced). Leaky: a mix that
+        // stalls for longer loses its own oldest audio, nobody else's.
+        let queue = gst::ElementFactory::make("queue")
+            .property("max-size-buffers", 0u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", AUDIO_LINK_QUEUE.as_nanos() as u64)
+            .property_from_str("leaky", "downstream")
+            .property("silent", true)
+            .build()
+            .map_err(|e| build_err(context(), e))?;
+        self.pipeline
+            .add(&queue)
+            .map_err(|e| build_err(context(), e))?;
+        let queue_src = queue
+            .static_pad("src")
+            .ok_or_else(|| build_err(context(), "queue has no src pad"))?;
+        let queue_sink = queue
+            .static_pad("sink")
+            .ok_or_else(|| build_err(context(), "queue has no sink pad"))?;
+        queue_src
+            .link(&ghost)
+            .map_err(|e| build_err(context(), e))?;
+        queue
+            .sync_state_with_parent()
+            .map_err(|e| build_err(context(), e))?;
+        let tee_pad = tee
+            .request_pad_simple("src_%u")
+            .ok_or_else(|| build_err(context(), "tee gave no src pad"))?;
+        tee_pad
+            .link(&queue_sink)
+            .map_err(|e| build_err(context(), e))?;
+        self.audio_links.insert(
+            (source, mix),
+            AudioLink {
+                tee_pad,
+                queue,
+                ghost,
+                mixer_pad,
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) fn unlink_audio(&mut self, key: (SessionId, Option<SessionId>)) {
+        let Some(link) = self.audio_links.remove(&key) else {
+            return;
+        };
+        block_until_idle(&link.tee_pad);
+        if let Some(queue_sink) = link.queue.static_pad("sink") {
+            let _ = link.tee_pad.unlink(&queue_sink);
+        }
+        if let Some(tee) = link.tee_pad.parent_element() {
+            tee.release_request_pad(&link.tee_pad);
+        }
+        // Nothing feeds the queue any more: it can stop without waiting for data to drain.
+        let _ = link.queue.set_state(gst::State::Null);
+        let _ = self.pipeline.remove(&link.queue);
+        let target = match key.1 {
+            None => Some(&self.everyone),
+            Some(m) => self.minus.get(&m),
+        };
+        if let Some(target) = target {
+            let _ = target.bin.remove_pad(&link.ghost);
+            target.mixer.release_request_pad(&link.mixer_pad);
+        }
+    }
+}
+
+pub(super) fn new_audio_mix(
+    templates: &Templates,
+    pipeline: &gst::Pipeline,
+    mix: &MixConfig,
+    name: &str,
+) -> Result<AudioMix, MediaError> {
+    let context = || format!("adding the audio mix {name}");
+    let desc = templates.render(
+        "audio-mix.pipeline",
+        &[("audio_bps", (mix.audio_kbps * 1000).to_string())],
+    )?;
+    let bin =
+        gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
+    bin.set_property("name", format!("audio-{name}"));
+    let mixer = bin
+        .by_name("mix")
+        .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no element named mix"))?;
+    let sink = bin
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no appsink named out"))?;
+    let tap = Tap::attach(&sink);
+    let gate = bin
+        .by_name("gate")
+        .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no valve named gate"))?;
+    pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+    Ok(AudioMix {
+        bin,
+        mixer,
+        gate,
+        tap,
+    })
+}

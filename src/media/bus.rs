@@ -1,0 +1,230 @@
+//! What a room's pipelines report to the room, from GStreamer's threads.
+//!
+//! Bus handlers, pad probes and recording buses run on streaming threads and must never block,
+//! and what they report is control: a pipeline failure ends the room, a keyframe request must
+//! reach the sender, a latency change must be acted on. So nothing is sent as a message that a
+//! full queue could drop: each report sets state in [`Signals`] (a failure, a flag, a set of
+//! sessions) and wakes the room, which takes everything set since it last looked.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use gst::prelude::*;
+use tokio::sync::Notify;
+
+use crate::types::SessionId;
+
+/// Something the pipeline reports to its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MixerEvent {
+    /// The pipeline failed; the room should end. Carries the element path and debug string.
+    Error(String),
+    /// An element's latency changed (a branch was added): the room should ask the mixer to
+    /// recalculate it, off the streaming threads.
+    LatencyChanged,
+    /// A session's video input needs a keyframe (join, loss, decode error): send it a PLI.
+    KeyframeWanted(SessionId),
+    /// A recording's pipeline failed (disk full, unwritable file); the room goes on.
+    RecordingFailed {
+        /// The recording.
+        id: u64,
+        /// The element and GStreamer's words.
+        error: String,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    failure: Option<String>,
+    latency_changed: bool,
+    keyframes: BTreeSet<SessionId>,
+    /// At most one entry per recording (its first failure).
+    recordings_failed: Vec<(u64, String)>,
+    /// Recordings already reported, so a second error of the same one adds nothing.
+    recordings_reported: BTreeSet<u64>,
+}
+
+/// The reports of one room's pipelines, shared by their threads (writers) and the room
+/// (reader, through [`MixerEvents`]).
+#[derive(Default)]
+pub struct Signals {
+    /// A std Mutex: held for an insert or a take, never across an await.
+    state: Mutex<State>,
+    /// Wakes the room; a wake-up before it waits is kept (a permit), so none is lost.
+    notify: Notify,
+}
+
+impl Signals {
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        // A poisoned lock still holds consistent state: every update is a single assignment.
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.notify.notify_one();
+    }
+
+    /// The pipeline failed (only the first failure is kept: it is the cause).
+    pub fn fail(&self, text: String) {
+        self.update(|s| {
+            s.failure.get_or_insert(text);
+        });
+    }
+
+    /// Some element's latency changed.
+    pub fn latency_changed(&self) {
+        self.update(|s| s.latency_changed = true);
+    }
+
+    /// `session`'s video input wants a keyframe.
+    pub fn keyframe_wanted(&self, session: SessionId) {
+        self.update(|s| {
+            s.keyframes.insert(session);
+        });
+    }
+
+    /// A recording's pipeline failed.
+    pub fn recording_failed(&self, id: u64, error: String) {
+        self.update(|s| {
+            if s.recordings_reported.insert(id) {
+                s.recordings_failed.push((id, error));
+            }
+        });
+    }
+
+    fn take(&self) -> Vec<MixerEvent> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        if let Some(e) = s.failure.take() {
+            out.push(MixerEvent::Error(e));
+        }
+        if std::mem::take(&mut s.latency_changed) {
+            out.push(MixerEvent::LatencyChanged);
+        }
+        out.extend(
+            std::mem::take(&mut s.keyframes)
+                .into_iter()
+                .map(MixerEvent::KeyframeWanted),
+        );
+        out.extend(
+            s.recordings_failed
+                .drain(..)
+                .map(|(id, error)| MixerEvent::RecordingFailed { id, error }),
+        );
+        out
+    }
+}
+
+/// The room's side of [`Signals`].
+pub struct MixerEvents(pub(super) Arc<Signals>);
+
+impl MixerEvents {
+    /// Waits until something was reported, then takes everything reported since the last call
+    /// (a failure first).
+    pub async fn next(&self) -> Vec<MixerEvent> {
+        loop {
+            let events = self.0.take();
+            if !events.is_empty() {
+                return events;
+            }
+            self.0.notify.notified().await;
+        }
+    }
+}
+
+/// The element path and GStreamer's words of an error message.
+pub(super) fn describe_error(msg: &gst::Message, err: &gst::message::Error) -> String {
+    format!(
+        "{}: {} ({})",
+        msg.src()
+            .map(|s| s.path_string().to_string())
+            .unwrap_or_default(),
+        err.error(),
+        err.debug().map(|d| d.to_string()).unwrap_or_default()
+    )
+}
+
+/// Turns a room pipeline's bus messages into [`Signals`], on the posting thread.
+pub(super) fn watch_bus(pipeline: &gst::Pipeline, signals: Arc<Signals>) {
+    let Some(bus) = pipeline.bus() else { return };
+    bus.set_sync_handler(move |_, msg| {
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Error(err) => {
+                let text = describe_error(msg, err);
+                tracing::error!("pipeline error: {text}");
+                signals.fail(text);
+            }
+            MessageView::Warning(w) => {
+                let path = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                tracing::warn!("pipeline warning: {path}: {}", w.error());
+            }
+            MessageView::Latency(_) => signals.latency_changed(),
+            _ => {}
+        }
+        gst::BusSyncReply::Drop
+    });
+}
+
+/// Reports keyframe requests that reach an input's appsrc from its depayloader or decoder.
+pub(super) fn watch_keyframe_requests(
+    appsrc: &gst_app::AppSrc,
+    session: SessionId,
+    signals: Arc<Signals>,
+) {
+    let Some(pad) = appsrc.static_pad("src") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(event)) = &info.data
+            && gst_video::ForceKeyUnitEvent::is(event)
+        {
+            signals.keyframe_wanted(session);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reports_are_state_not_messages_and_none_is_lost() {
+        let signals = Arc::new(Signals::default());
+        let events = MixerEvents(signals.clone());
+        // Many reports before the room looks: they collapse, nothing is dropped.
+        for i in 0..10_000 {
+            signals.keyframe_wanted(SessionId(i % 3));
+            signals.latency_changed();
+        }
+        signals.recording_failed(7, "disk full".into());
+        signals.recording_failed(7, "again".into());
+        signals.fail("first".into());
+        signals.fail("second".into());
+        let got = events.next().await;
+        assert_eq!(got[0], MixerEvent::Error("first".into()));
+        assert_eq!(got[1], MixerEvent::LatencyChanged);
+        assert_eq!(
+            &got[2..5],
+            &[0, 1, 2].map(|i| MixerEvent::KeyframeWanted(SessionId(i)))
+        );
+        assert_eq!(
+            got[5],
+            MixerEvent::RecordingFailed {
+                id: 7,
+                error: "disk full".into()
+            }
+        );
+        assert_eq!(got.len(), 6);
+        // A report from another thread wakes a waiting reader.
+        let s = signals.clone();
+        let waiter = tokio::spawn(async move { events.next().await });
+        std::thread::spawn(move || s.keyframe_wanted(SessionId(9)));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken within the deadline")
+            .expect("the reader task ran");
+        assert_eq!(got, [MixerEvent::KeyframeWanted(SessionId(9))]);
+    }
+}

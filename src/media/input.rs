@@ -1,0 +1,259 @@
+//! Input branches: one per incoming track, from `{kind}-input-{codec}.pipeline` (appsrc →
+//! jitter buffer → depayloader → decoder), linked to a compositor pad (video) or to a tee that
+//! feeds every audio mix that should hear it (audio). [`RtpInput`] is the pushing end the peer's
+//! reading task holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use gst::prelude::*;
+
+use super::bus::watch_keyframe_requests;
+use super::mixer::Mixer;
+use super::pads::{block_until_idle, remove_bin, set_geometry};
+use super::{MediaError, build_err};
+use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
+
+/// Jitter buffer depth of every input, in ms: room for one retransmission on a good network.
+const JITTER_MS: u32 = 40;
+
+/// A video or audio input branch.
+pub(super) struct Input {
+    pub(super) bin: gst::Bin,
+    appsrc: gst_app::AppSrc,
+    /// Video: the compositor's request pad. Audio: none (the tee fans out).
+    pub(super) compositor_pad: Option<gst::Pad>,
+    /// Audio: the tee after the bin.
+    pub(super) tee: Option<gst::Element>,
+    /// Packets dropped before the pipeline (shared with its [`RtpInput`]).
+    pub(super) dropped: Arc<AtomicU64>,
+}
+
+/// The pushing end of an input, handed to the peer's reading task (and a recording's feeders).
+#[derive(Clone)]
+pub struct RtpInput {
+    pub(super) appsrc: gst_app::AppSrc,
+    /// Whether the appsrc caps carry the payload type yet (set on the first packet).
+    caps_set: Arc<AtomicBool>,
+    /// What the appsrc holds at most before it drops its oldest data.
+    max_bytes: u64,
+    /// Packets dropped before the pipeline: pushed into a full appsrc (it then drops its oldest
+    /// data), or refused while the branch was being removed.
+    pub(super) dropped: Arc<AtomicU64>,
+}
+
+impl RtpInput {
+    pub(super) fn new(appsrc: gst_app::AppSrc) -> RtpInput {
+        RtpInput {
+            max_bytes: appsrc.max_bytes(),
+            appsrc,
+            caps_set: Arc::default(),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Packets dropped before the pipeline so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl RtpSink for RtpInput {
+    fn push(&self, packet: Bytes) {
+        if packet.len() < 12 {
+            return;
+        }
+        if !self.caps_set.load(Ordering::Acquire) {
+            // Depayloaders require the payload type in their caps, and it is only certain once
+            // the first packet shows it (the offerer numbers its codecs).
+            let pt = i32::from(packet[1] & 0x7f);
+            if let Some(caps) = self.appsrc.caps() {
+                let mut caps = caps.copy();
+                if let Some(s) = caps.make_mut().structure_mut(0) {
+                    s.set("payload", pt);
+                }
+                self.appsrc.set_caps(Some(&caps));
+            }
+            self.caps_set.store(true, Ordering::Release);
+        }
+        // appsrc is leaky (drops its oldest data when full), so this never blocks; a push into
+        // a full one costs an older packet, counted here. A push fails only once the branch is
+        // being removed, which is the end of the stream anyway.
+        let full = self.appsrc.current_level_bytes() + packet.len() as u64 > self.max_bytes;
+        let refused = self
+            .appsrc
+            .push_buffer(gst::Buffer::from_slice(packet))
+            .is_err();
+        if full || refused {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The description of a codec's input branch (`video-input-vp8.pipeline`, ...).
+pub(super) fn input_template(kind: MediaKind, mime_type: &str) -> String {
+    let codec = mime_type
+        .rsplit('/')
+        .next()
+        .unwrap_or(mime_type)
+        .to_ascii_lowercase();
+    format!("{kind}-input-{codec}.pipeline")
+}
+
+impl Mixer {
+    /// Adds a decoding branch for `session`'s incoming track and returns where to push its RTP.
+    /// Video gets a compositor pad at `tile`; audio is linked into every mix but its own.
+    pub(super) fn add_input(
+        &mut self,
+        session: SessionId,
+        codec: &InputCodec,
+        tile: Option<Rect>,
+    ) -> Result<RtpInput, MediaError> {
+        let name = input_template(codec.kind, &codec.mime_type);
+        if !self.templates.has(&name) {
+            return Err(MediaError::UnsupportedCodec(codec.mime_type.clone()));
+        }
+        self.remove_input(session, codec.kind);
+        let desc = self
+            .templates
+            .render(&name, &[("jitter_ms", JITTER_MS.to_string())])?;
+        let context = || format!("adding the {} input of session {session}", codec.kind);
+        let bin =
+            gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+        bin.set_property("name", format!("{}-in-{session}", codec.kind));
+        let appsrc = bin
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build_err(context(), format!("{name} has no appsrc named src")))?;
+        watch_keyframe_requests(&appsrc, session, self.signals.clone());
+        self.pipeline
+            .add(&bin)
+            .map_err(|e| build_err(context(), e))?;
+        let src = bin
+            .static_pad("src")
+            .ok_or_else(|| build_err(context(), format!("{name} has no unlinked src pad")))?;
+
+        let mut input = Input {
+            bin: bin.clone(),
+            appsrc: appsrc.clone(),
+            compositor_pad: None,
+            tee: None,
+            dropped: Arc::default(),
+        };
+        let linked = match codec.kind {
+            MediaKind::Video => {
+                let pad = self
+                    .compositor
+                    .request_pad_simple("sink_%u")
+                    .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
+                pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+                if let Some(rect) = tile {
+                    set_geometry(&pad, rect);
+                    self.tiles.insert(session, rect);
+                }
+                if self.video_muted.contains(&session) {
+                    pad.set_property("alpha", 0.0f64);
+                }
+                input.compositor_pad = Some(pad.clone());
+                src.link(&pad)
+                    .map(|_| ())
+                    .map_err(|e| build_err(context(), e))
+            }
+            MediaKind::Audio => {
+                let tee = gst::ElementFactory::make("tee")
+                    .name(format!("audio-tee-{session}"))
+                    .property("allow-not-linked", true)
+                    .build()
+                    .map_err(|e| build_err(context(), e))?;
+                self.pipeline
+                    .add(&tee)
+                    .map_err(|e| build_err(context(), e))?;
+                input.tee = Some(tee.clone());
+                bin.link(&tee).map_err(|e| build_err(context(), e))
+            }
+        };
+        if let Err(e) = linked.and_then(|_| {
+            if let Some(tee) = &input.tee {
+                tee.sync_state_with_parent()
+                    .map_err(|e| build_err(context(), e))?;
+            }
+            bin.sync_state_with_parent()
+                .map_err(|e| build_err(context(), e))
+        }) {
+            self.teardown_input(input);
+            return Err(e);
+        }
+        let sink = RtpInput::new(appsrc);
+        input.dropped = sink.dropped.clone();
+        match codec.kind {
+            MediaKind::Video => {
+                self.video_inputs.insert(session, input);
+            }
+            MediaKind::Audio => {
+                self.audio_inputs.insert(session, input);
+                let muted = self.audio_muted.contains(&session);
+                let mixes: Vec<Option<SessionId>> = std::iter::once(None)
+                    .chain(
+                        self.minus
+                            .keys()
+                            .filter(|&&m| m != session)
+                            .map(|&m| Some(m)),
+                    )
+                    .collect();
+                for mix in mixes {
+                    self.link_audio(session, mix)?;
+                }
+                if muted {
+                    self.set_muted_audio(session, true);
+                }
+            }
+        }
+        if codec.kind == MediaKind::Video {
+            // A decoder that joins mid-stream can start only at a keyframe.
+            self.signals.keyframe_wanted(session);
+        }
+        self.dump_graph(&format!("added-{}-{session}", codec.kind));
+        Ok(sink)
+    }
+
+    pub(super) fn remove_input(&mut self, session: SessionId, kind: MediaKind) {
+        let input = match kind {
+            MediaKind::Video => self.video_inputs.remove(&session),
+            MediaKind::Audio => self.audio_inputs.remove(&session),
+        };
+        let Some(input) = input else { return };
+        if kind == MediaKind::Audio {
+            let links: Vec<_> = self
+                .audio_links
+                .keys()
+                .copied()
+                .filter(|&(src, _)| src == session)
+                .collect();
+            for key in links {
+                self.unlink_audio(key);
+            }
+        }
+        self.teardown_input(input);
+    }
+
+    /// Takes an input branch out of the running pipeline: stop its source, wait (bounded) for
+    /// its output pad to go idle, unlink, release the request pad, set it to Null, remove it.
+    fn teardown_input(&self, input: Input) {
+        let _ = input.appsrc.end_of_stream();
+        if let Some(src) = input.bin.static_pad("src") {
+            block_until_idle(&src);
+            if let Some(peer) = src.peer() {
+                let _ = src.unlink(&peer);
+            }
+        }
+        if let Some(pad) = &input.compositor_pad {
+            self.compositor.release_request_pad(pad);
+        }
+        remove_bin(&self.pipeline, &input.bin);
+        if let Some(tee) = input.tee {
+            let _ = tee.set_state(gst::State::Null);
+            let _ = self.pipeline.remove(&tee);
+        }
+    }
+}

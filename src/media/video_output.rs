@@ -1,0 +1,159 @@
+//! The encoded outputs of a room: each video output (a codec at a tier) is a bin from
+//! `video-output-{codec}.pipeline` on a request pad of the canvas tee, idle behind its valve
+//! until someone receives it; each output (audio mixes too) ends in an appsink whose callback
+//! broadcasts the RTP packets to every subscriber ([`Tap`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use gst::prelude::*;
+use tokio::sync::broadcast;
+
+use super::{MediaError, Templates, build_err};
+use crate::config::MixConfig;
+use crate::types::OutputKey;
+
+/// Packets an output may run ahead of its slowest subscriber before that subscriber drops
+/// (~1.5 s of 2 Mbit/s video at 1200-byte packets).
+const OUTPUT_BACKLOG: usize = 512;
+
+/// Where an output's packets can be taken: subscribe for every RTP packet from then on, and
+/// read how much it produced. Cheap to clone; the room holds one per output it may need, so
+/// subscribing never waits on the mixer's thread.
+#[derive(Debug, Clone)]
+pub struct Tap {
+    tx: broadcast::Sender<Bytes>,
+    packets: Arc<AtomicU64>,
+    /// Bytes produced so far (what a receiver of this output must carry).
+    bytes: Arc<AtomicU64>,
+}
+
+impl Tap {
+    /// Every packet from now on. A subscriber that falls behind by [`OUTPUT_BACKLOG`] packets
+    /// loses the oldest (and is told how many).
+    pub fn subscribe(&self) -> broadcast::Receiver<Bytes> {
+        self.tx.subscribe()
+    }
+
+    /// RTP packets produced so far.
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
+    /// Bytes produced so far (sampled over time: the output's actual bitrate).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Broadcasts `appsink`'s samples: the callback only copies the packet out and sends it
+    /// (no subscriber is fine), so it never blocks the streaming thread.
+    pub(super) fn attach(appsink: &gst_app::AppSink) -> Tap {
+        let (tx, _) = broadcast::channel(OUTPUT_BACKLOG);
+        let packets = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (cb_tx, cb_packets, cb_bytes) = (tx.clone(), packets.clone(), bytes.clone());
+        appsink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        cb_packets.fetch_add(1, Ordering::Relaxed);
+                        cb_bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
+                        let _ = cb_tx.send(Bytes::copy_from_slice(map.as_slice()));
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Tap { tx, packets, bytes }
+    }
+}
+
+/// One encoded video output (a codec at a tier): a bin from `video-output-{codec}.pipeline` on
+/// a request pad of the canvas tee.
+pub(super) struct VideoOutput {
+    /// Kept for the pipeline graph's lifetime (the pipeline owns it).
+    _bin: gst::Bin,
+    /// The valve at its head: closed while nobody receives this output.
+    pub(super) gate: gst::Element,
+    pub(super) encoder: gst::Element,
+    pub(super) tap: Tap,
+}
+
+impl VideoOutput {
+    /// Asks the encoder for a keyframe now (the room coalesces requests).
+    pub(super) fn force_keyframe(&self) {
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        if let Some(pad) = self.encoder.static_pad("src") {
+            // An upstream event sent into the encoder's src pad is handled by the encoder.
+            pad.send_event(event);
+        }
+    }
+}
+
+/// The rendered description of one video output.
+pub(super) fn output_description(
+    templates: &Templates,
+    key: OutputKey,
+    mix: &MixConfig,
+) -> Result<String, MediaError> {
+    let (width, height, kbps) = mix.output(key);
+    templates.render(
+        &format!("video-output-{}.pipeline", key.codec.name()),
+        &[
+            ("width", width.to_string()),
+            ("height", height.to_string()),
+            ("video_kbps", kbps.to_string()),
+            ("video_bps", (kbps * 1000).to_string()),
+        ],
+    )
+}
+
+/// Builds one video output bin and links it to a request pad of the canvas tee (not yet
+/// playing: the pipeline starts it).
+pub(super) fn add_video_output(
+    templates: &Templates,
+    pipeline: &gst::Pipeline,
+    canvas: &gst::Element,
+    key: OutputKey,
+    mix: &MixConfig,
+) -> Result<VideoOutput, MediaError> {
+    let context = || format!("adding the {key} video output");
+    let desc = output_description(templates, key, mix)?;
+    let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+    bin.set_property(
+        "name",
+        format!("video-{}-{}", key.codec.name(), key.tier.name()),
+    );
+    let by_name = |name: &str| {
+        bin.by_name(name)
+            .ok_or_else(|| build_err(context(), format!("no element named {name}")))
+    };
+    let gate = by_name("gate")?;
+    let encoder = by_name("enc")?;
+    let sink = by_name("out")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| build_err(context(), "out is not an appsink"))?;
+    let tap = Tap::attach(&sink);
+    pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+    let tee_pad = canvas
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| build_err(context(), "the canvas tee gave no pad"))?;
+    let sink_pad = bin
+        .static_pad("sink")
+        .ok_or_else(|| build_err(context(), "the output has no sink pad"))?;
+    tee_pad
+        .link(&sink_pad)
+        .map_err(|e| build_err(context(), e))?;
+    Ok(VideoOutput {
+        _bin: bin,
+        gate,
+        encoder,
+        tap,
+    })
+}

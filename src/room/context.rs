@@ -1,0 +1,55 @@
+//! What a room actor holds of the world outside it: the configuration, the factories for its
+//! pipeline and peers, its own event channel, the recordings store, the shutdown signal, and a
+//! way to tell the registry it ended. Nothing else: the actor never reaches into the registry.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::events::RoomEvent;
+use super::recording::Recordings;
+use super::registry::RoomsInner;
+use crate::config::Config;
+use crate::media::MediaFactory;
+use crate::peer::PeerFactory;
+
+/// A room's view of the process.
+pub(super) struct RoomContext {
+    /// The room's name (shared with every event it publishes).
+    pub name: Arc<str>,
+    pub config: Arc<Config>,
+    pub media: MediaFactory,
+    pub peers: PeerFactory,
+    /// The room's own event channel; its event streams hold the receiving ends.
+    pub events: broadcast::Sender<RoomEvent>,
+    pub recordings: Recordings,
+    /// Cancelled when the server stops: the room ends.
+    pub shutdown: CancellationToken,
+    /// Tells the registry this room ended (see [`Registration`]).
+    pub registration: Registration,
+}
+
+impl RoomContext {
+    /// Publishes an event to the room's streams; nobody listening is fine.
+    pub fn publish(&self, event: RoomEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// A room's entry in the registry, to remove when the room ends. Weak: a room does not keep
+/// the registry alive.
+pub(super) struct Registration {
+    pub(super) registry: Weak<RoomsInner>,
+    pub(super) instance: u64,
+}
+
+impl Registration {
+    /// Removes the room from the registry if the entry is still this instance: from here on
+    /// the name belongs to whoever joins next.
+    pub fn forget(&self, name: &str) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(name, self.instance);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! A room's mailbox: the commands the HTTP edge sends its actor, and the cheap handle they go
+//! through. Every command carries a oneshot for its answer, awaited with a deadline.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::api::{JoinAnswer, JoinError, RecordingError, RecordingInfo, RoomInfo, TrickleError};
+use crate::sdp::TrickleFragment;
+use crate::types::{RecordingFormat, SessionId, Tier};
+
+/// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
+pub(super) const MAILBOX: usize = 64;
+/// How long an HTTP request waits for its room to answer (a join includes ICE gathering).
+const ROOM_REPLY_DEADLINE: Duration = Duration::from_secs(15);
+
+/// What the HTTP edge asks of a room.
+pub(super) enum RoomCommand {
+    Join {
+        whep: bool,
+        offer: String,
+        name: Option<String>,
+        quality: Option<Tier>,
+        reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
+    },
+    Leave {
+        session: SessionId,
+        reply: oneshot::Sender<bool>,
+    },
+    Info {
+        reply: oneshot::Sender<RoomInfo>,
+    },
+    Trickle {
+        session: SessionId,
+        if_match: Option<String>,
+        fragment: TrickleFragment,
+        reply: oneshot::Sender<Result<(), TrickleError>>,
+    },
+    Mute {
+        session: SessionId,
+        audio: Option<bool>,
+        video: Option<bool>,
+        reply: oneshot::Sender<bool>,
+    },
+    StartRecording {
+        format: RecordingFormat,
+        reply: oneshot::Sender<Result<RecordingInfo, RecordingError>>,
+    },
+    StopRecording {
+        id: u64,
+        reply: oneshot::Sender<Result<RecordingInfo, RecordingError>>,
+    },
+}
+
+/// The mailbox of one room. Cheap to clone; the actor ends when the room does.
+#[derive(Clone)]
+pub struct RoomHandle {
+    /// Distinguishes this room from a later one of the same name.
+    pub(super) instance: u64,
+    /// The room actor reads the other end. Bounded ([`MAILBOX`]): a sender waits for room
+    /// (backpressure on the HTTP edge), no command is dropped.
+    pub(super) tx: mpsc::Sender<RoomCommand>,
+}
+
+/// A command that could not be delivered because the room ended meanwhile.
+pub(super) struct RoomGone;
+
+impl RoomHandle {
+    pub(super) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
+    ) -> Result<T, RoomGone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| RoomGone)?;
+        match tokio::time::timeout(ROOM_REPLY_DEADLINE, rx).await {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(RoomGone),
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! A room's sessions: what the room knows of each (its peer, its connection state, what it
+//! sends and receives, its mute flags), how it leaves, and what its peer tells the room.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::actor::{PLI_INTERVAL, RoomActor};
+use super::api::{JoinAnswer, JoinError, SessionInfo, TrickleError};
+use super::events::{LeaveReason, RoomEvent};
+use super::tiers::TierPolicy;
+use crate::media::{RtpInput, Tap};
+use crate::peer::{Peer, PeerEvent, PeerEventKind, SendPlan};
+use crate::sdp::TrickleFragment;
+use crate::types::{ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, Tier};
+
+/// A joined session.
+pub(super) struct Session {
+    pub(super) id: SessionId,
+    pub(super) kind: SessionKind,
+    pub(super) name: Option<String>,
+    pub(super) state: ConnectionState,
+    pub(super) peer: Peer,
+    pub(super) sends_video: bool,
+    /// Whether the mix is being sent to it (from its first `Connected` on).
+    pub(super) sending: bool,
+    /// The video output it receives (codec and tier), if it receives video.
+    pub(super) output: Option<OutputKey>,
+    /// Moves it between tiers by its bandwidth estimate (pinned if it asked for a quality).
+    pub(super) tier_policy: TierPolicy,
+    /// The audio it hears: its mix-minus, or (`None`) the "everyone" mix.
+    pub(super) mix_minus: Option<Tap>,
+    /// Whether it receives audio at all.
+    pub(super) hears: bool,
+    /// The inputs its media goes into (for their drop counts).
+    pub(super) inputs: Vec<RtpInput>,
+    pub(super) last_pli: Option<Instant>,
+    /// The entity tag of its ICE session (RFC 9725 §4.3.1), quoted.
+    pub(super) etag: String,
+    /// The ICE username fragment of its offer: a trickle fragment with another one is a restart.
+    pub(super) remote_ufrag: Option<String>,
+    pub(super) audio_muted: bool,
+    pub(super) video_muted: bool,
+}
+
+impl Session {
+    /// It as `GET /rooms/{room}` shows it; `tiles` is the room's layout.
+    pub(super) fn describe(&self, tiles: &[(SessionId, Rect)]) -> SessionInfo {
+        SessionInfo {
+            id: self.id.to_string(),
+            kind: self.kind,
+            name: self.name.clone(),
+            state: self.state,
+            tile: tiles.iter().find(|(id, _)| *id == self.id).map(|(_, r)| *r),
+            audio_muted: self.audio_muted,
+            video_muted: self.video_muted,
+            output: self.output,
+            dropped_packets: self.inputs.iter().map(RtpInput::dropped).sum::<u64>()
+                + self.peer.routed_dropped_packets(),
+            lagged_packets: self.peer.lagged_packets(),
+        }
+    }
+
+    /// Whether it hears the "everyone" mix.
+    pub(super) fn hears_everyone(&self) -> bool {
+        self.hears && self.mix_minus.is_none()
+    }
+}
+
+/// A session whose offer is being answered.
+pub(super) struct Pending {
+    pub(super) kind: SessionKind,
+    pub(super) name: Option<String>,
+    pub(super) sends_video: bool,
+    pub(super) plan: SendPlan,
+    pub(super) mix_minus: Option<Tap>,
+    pub(super) remote_ufrag: Option<String>,
+    pub(super) output: Option<OutputKey>,
+    /// It asked for a quality: no automatic switching.
+    pub(super) pinned: bool,
+    /// The best tier its decoder takes.
+    pub(super) ceiling: Tier,
+    pub(super) reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
+    /// Peer events that arrived before the negotiation finished, handled once it has.
+    pub(super) early: Vec<PeerEventKind>,
+}
+
+impl RoomActor {
+    pub(super) fn viewers(&self) -> usize {
+        self.sessions.iter().filter(|s| !s.kind.sends()).count()
+    }
+
+    /// Sending sessions, joined or joining (what the room's size limit counts).
+    pub(super) fn sending_sessions(&self) -> usize {
+        self.sessions.iter().filter(|s| s.kind.sends()).count()
+            + self.pending.values().filter(|p| p.kind.sends()).count()
+    }
+
+    pub(super) fn describe(&self, s: &Session) -> SessionInfo {
+        s.describe(&self.tiles())
+    }
+
+    /// Tells the event streams about a session's new state.
+    pub(super) fn publish_updated(&self, idx: usize) {
+        let s = &self.sessions[idx];
+        if s.kind.sends() {
+            self.ctx.publish(RoomEvent::ParticipantUpdated {
+                participant: self.describe(s),
+            });
+        }
+    }
+
+    /// Takes a session out: its media first (the mixer removes its branches on its own thread,
+    /// in order), then its connection (closed in the background); tells the streams and
+    /// reflows. False if there is no such session.
+    pub(super) async fn remove_session(&mut self, session: SessionId, reason: LeaveReason) -> bool {
+        let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
+            return false;
+        };
+        let s = self.sessions.remove(idx);
+        tracing::info!(room = %self.ctx.name, %session, "session {}", reason.describe());
+        self.mixer.remove_session(session).await;
+        self.background.spawn(s.peer.close());
+        if s.kind.sends() {
+            self.ctx.publish(RoomEvent::ParticipantLeft {
+                id: s.id.to_string(),
+                name: s.name.clone(),
+                reason,
+            });
+        } else {
+            self.ctx.publish(RoomEvent::ViewersChanged {
+                viewers: self.viewers(),
+            });
+        }
+        if s.sends_video {
+            self.reflow().await;
+        }
+        self.update_receivers().await;
+        self.update_empty();
+        true
+    }
+
+    /// RFC 9725 §4.3.1: adds trickled candidates; the reply is sent once they are in (in the
+    /// background: adding them waits on the connection's driver).
+    pub(super) fn trickle(
+        &mut self,
+        session: SessionId,
+        if_match: Option<String>,
+        fragment: TrickleFragment,
+        reply: oneshot::Sender<Result<(), TrickleError>>,
+    ) {
+        let checked = (|| {
+            let s = self
+                .sessions
+                .iter()
+                .find(|s| s.id == session)
+                .ok_or(TrickleError::UnknownSession)?;
+            match if_match.as_deref().map(str::trim) {
+                Some("*") => return Err(TrickleError::RestartUnsupported),
+                Some(tag) if tag != s.etag => {
+                    return Err(TrickleError::EtagMismatch(s.etag.clone()));
+                }
+                _ => {}
+            }
+            if fragment.ufrag.is_some()
+                && s.remote_ufrag.is_some()
+                && fragment.ufrag != s.remote_ufrag
+            {
+                return Err(TrickleError::RestartUnsupported);
+            }
+            Ok(s.peer.candidate_sink())
+        })();
+        let sink = match checked {
+            Ok(sink) => sink,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let room = self.ctx.name.clone();
+        self.background.spawn(async move {
+            let taken = sink.add_remote_candidates(&fragment).await;
+            tracing::debug!(%room, %session, taken, end = fragment.end_of_candidates, "trickled candidates");
+            let _ = reply.send(Ok(()));
+        });
+    }
+
+    /// Records what a session stopped (or resumed) sending. False if there is no such session.
+    pub(super) async fn mute(
+        &mut self,
+        session: SessionId,
+        audio: Option<bool>,
+        video: Option<bool>,
+    ) -> bool {
+        let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
+            return false;
+        };
+        let s = &mut self.sessions[idx];
+        let before = (s.audio_muted, s.video_muted);
+        s.audio_muted = audio.unwrap_or(s.audio_muted);
+        s.video_muted = video.unwrap_or(s.video_muted);
+        let after = (s.audio_muted, s.video_muted);
+        if after == before {
+            return true;
+        }
+        let (id, name) = (s.id, s.name.clone());
+        if after.0 != before.0 {
+            self.mixer.set_muted_audio(id, after.0).await;
+        }
+        if after.1 != before.1 {
+            let name = name.unwrap_or_else(|| "Guest".to_owned());
+            self.mixer.set_muted_video(id, after.1, name).await;
+        }
+        if before.1 && !after.1 {
+            // Its camera is back: the decoder must start at a keyframe.
+            self.ask_sender_for_keyframe(id);
+        }
+        self.publish_updated(idx);
+        true
+    }
+
+    /// Sends `session`'s video sender a PLI, at most once per [`PLI_INTERVAL`] (in the
+    /// background: writing RTCP waits on its connection).
+    pub(super) fn ask_sender_for_keyframe(&mut self, session: SessionId) {
+        let now = Instant::now();
+        let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) else {
+            return;
+        };
+        if s.last_pli.is_some_and(|t| now < t + PLI_INTERVAL) {
+            return;
+        }
+        s.last_pli = Some(now);
+        let asker = s.peer.keyframe_asker();
+        self.background.spawn(async move {
+            asker.ask().await;
+        });
+    }
+
+    pub(super) async fn on_peer_event(&mut self, ev: PeerEvent) {
+        if let Some(p) = self.pending.get_mut(&ev.session) {
+            p.early.push(ev.kind);
+            return;
+        }
+        self.on_session_event(ev.session, ev.kind).await;
+    }
+
+    /// What a joined session's peer reported.
+    pub(super) async fn on_session_event(&mut self, session: SessionId, kind: PeerEventKind) {
+        let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
+            return;
+        };
+        match kind {
+            PeerEventKind::State(state) => self.on_state(idx, state).await,
+            PeerEventKind::Track(track) => {
+                let s = &self.sessions[idx];
+                if !s.kind.sends() {
+                    return;
+                }
+                let tile = self
+                    .tiles()
+                    .into_iter()
+                    .find(|(id, _)| *id == session)
+                    .map(|(_, r)| r);
+                let codec = track.codec.clone();
+                match self.mixer.add_input(session, codec.clone(), tile).await {
+                    Ok(input) => {
+                        let s = &mut self.sessions[idx];
+                        s.inputs.push(input.clone());
+                        s.peer.start_receiving(track, Arc::new(input));
+                        tracing::info!(room = %self.ctx.name, %session, codec = %codec.mime_type, "receiving");
+                    }
+                    Err(e) => {
+                        tracing::error!(room = %self.ctx.name, %session, "cannot take its {}: {e}", codec.kind);
+                        self.remove_session(session, LeaveReason::Dropped).await;
+                    }
+                }
+            }
+            PeerEventKind::KeyframeRequested => {
+                if let Some(key) = self.sessions[idx].output {
+                    self.request_keyframe(key).await;
+                }
+            }
+            PeerEventKind::BandwidthEstimate(bps) => self.on_estimate(idx, bps).await,
+        }
+    }
+
+    async fn on_state(&mut self, idx: usize, state: ConnectionState) {
+        let s = &mut self.sessions[idx];
+        let session = s.id;
+        let changed = s.state != state;
+        s.state = state;
+        if changed
+            && matches!(
+                state,
+                ConnectionState::Disconnected | ConnectionState::Failed
+            )
+        {
+            self.ctx.publish(RoomEvent::ConnectionProblem {
+                id: session.to_string(),
+                name: self.sessions[idx].name.clone(),
+                state,
+            });
+        }
+        if changed && !state.is_terminal() {
+            self.publish_updated(idx);
+        }
+        if state.is_terminal() {
+            let reason = if state == ConnectionState::Failed {
+                LeaveReason::Failed
+            } else {
+                LeaveReason::Closed
+            };
+            self.remove_session(session, reason).await;
+            return;
+        }
+        let s = &mut self.sessions[idx];
+        if state != ConnectionState::Connected || !s.kind.receives() {
+            return;
+        }
+        if !s.sending {
+            // Sending starts once DTLS is up: earlier packets could not be encrypted.
+            s.sending = true;
+            if let Some(video) = s.output.and_then(|k| self.mixer.subscribe_video(k)) {
+                s.peer.start_sending(MediaKind::Video, video);
+            }
+            if s.hears {
+                let audio = s
+                    .mix_minus
+                    .as_ref()
+                    .unwrap_or_else(|| self.mixer.everyone_audio())
+                    .subscribe();
+                s.peer.start_sending(MediaKind::Audio, audio);
+            }
+        }
+        self.update_receivers().await;
+        // A newcomer must decode a picture at once: it needs a keyframe.
+        if let Some(key) = self.sessions[idx].output {
+            self.request_keyframe(key).await;
+        }
+    }
+}
