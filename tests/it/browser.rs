@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::analysis::{Rect, Rgb, average_colour, colours, is_close};
 use crate::support::browser::{Browser, Chromedriver, isolated};
-use crate::support::{Role, SendMedia, TestClient, TestServer};
+use crate::support::{Role, SendMedia, TestClient, TestServer, eventually, eventually_sync};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -60,18 +60,17 @@ async fn assert_receiving(browser: &Browser, pc_expr: &str, who: &str) -> Result
         .wait_for(&format!("{who} decodes the 1280x720 mix"), &body, DEADLINE)
         .await?;
     let first = inbound(browser, pc_expr).await?;
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
+    let what = format!("{who}: frames and audio keep coming after {first:?}");
+    eventually(Duration::from_secs(5), &what, || async {
         let now = inbound(browser, pc_expr).await?;
         // 1 s of a 30 fps stream, with room for a slow start.
-        if now.frames >= first.frames + 20 && now.audio_packets > first.audio_packets {
-            return Ok(());
-        }
-        if Instant::now() > end {
-            bail!("{who}: frames or audio stopped: {first:?} then {now:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        ensure!(
+            now.frames >= first.frames + 20 && now.audio_packets > first.audio_packets,
+            "then {now:?}"
+        );
+        Ok(Some(()))
+    })
+    .await
 }
 
 /// The average colour of `area` of the `<video id=mix>` as the page shows it.
@@ -184,9 +183,10 @@ fn issue4_two_browsers_and_a_client_share_one_room() -> Result<()> {
         // The test client's composite: its own red tile and two tiles of fake camera.
         let grid = tiles(&server, room).await?;
         ensure!(grid.len() == 3, "three tiles: {grid:?}");
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let frame = robot.latest_frame().context("the robot decodes the mix")?;
+        let seen = eventually_sync(DEADLINE, "the robot's composite", || {
+            let frame = robot
+                .latest_frame()
+                .ok_or_else(|| "no frame decoded".to_owned())?;
             let seen: Vec<(String, Rgb)> = grid
                 .iter()
                 .map(|(n, r)| (n.clone(), average_colour(&frame, *r)))
@@ -199,13 +199,10 @@ fn issue4_two_browsers_and_a_client_share_one_room() -> Result<()> {
                         looks_like_fake_camera(*c)
                     }
                 });
-            if ok {
-                println!("robot sees {seen:?}");
-                break;
-            }
-            ensure!(Instant::now() < end, "the robot's composite: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if ok { Ok(seen) } else { Err(format!("{seen:?}")) }
+        })
+        .await?;
+        println!("robot sees {seen:?}");
         let shot = ann.screenshot("participant-page-three").await?;
         println!("screenshot: {}", shot.display());
 
@@ -219,22 +216,25 @@ fn issue4_two_browsers_and_a_client_share_one_room() -> Result<()> {
                 .unwrap_or(0)
         };
         bob.click("#leave").await?;
-        let end = Instant::now() + Duration::from_secs(10);
-        let composite_at = loop {
-            let grid = tiles(&server, room).await?;
-            let two_up = grid.len() == 2;
-            let robot_tile = grid.iter().find(|(n, _)| n == "Robot").map(|(_, r)| *r);
-            let ann_tile = grid.iter().find(|(n, _)| n == "Ann").map(|(_, r)| *r);
-            if two_up
-                && let (Some(rt), Some(at), Some(frame)) = (robot_tile, ann_tile, robot.latest_frame())
-                && is_close(average_colour(&frame, rt), colours::RED, 48)
-                && looks_like_fake_camera(average_colour(&frame, at))
-            {
-                break now_ms();
-            }
-            ensure!(Instant::now() < end, "the robot's composite never showed the 2-up grid");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let composite_at = eventually(
+            Duration::from_secs(10),
+            "the robot's composite shows the 2-up grid",
+            || async {
+                let grid = tiles(&server, room).await?;
+                let robot_tile = grid.iter().find(|(n, _)| n == "Robot").map(|(_, r)| *r);
+                let ann_tile = grid.iter().find(|(n, _)| n == "Ann").map(|(_, r)| *r);
+                if grid.len() == 2
+                    && let (Some(rt), Some(at), Some(frame)) =
+                        (robot_tile, ann_tile, robot.latest_frame())
+                    && is_close(average_colour(&frame, rt), colours::RED, 48)
+                    && looks_like_fake_camera(average_colour(&frame, at))
+                {
+                    return Ok(Some(now_ms()));
+                }
+                Ok(None)
+            },
+        )
+        .await?;
         ann.wait_for(
             "Ann's list shows two people",
             "return document.querySelectorAll('#people li').length === 2;",
@@ -256,8 +256,8 @@ fn issue4_two_browsers_and_a_client_share_one_room() -> Result<()> {
         // Ann's own picture shows the same 2-up grid.
         let grid = tiles(&server, room).await?;
         for (name, rect) in &grid {
-            let end = Instant::now() + DEADLINE;
-            loop {
+            let what = format!("Ann's picture at {name}'s tile");
+            eventually(DEADLINE, &what, || async {
                 let c = page_colour(&ann, *rect).await?;
                 let ok = c.is_some_and(|c| {
                     if name == "Robot" {
@@ -266,12 +266,10 @@ fn issue4_two_browsers_and_a_client_share_one_room() -> Result<()> {
                         looks_like_fake_camera(c)
                     }
                 });
-                if ok {
-                    break;
-                }
-                ensure!(Instant::now() < end, "Ann's picture at {name}'s tile: {c:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+                ensure!(ok, "{c:?}");
+                Ok(Some(()))
+            })
+            .await?;
         }
         let shot = ann.screenshot("participant-page-after-leave").await?;
         println!("screenshot: {}", shot.display());
@@ -342,28 +340,21 @@ fn issue4_viewer_page_shows_the_room_and_survives_a_server_restart() -> Result<(
         )
         .await?;
         let deadline = Duration::from_secs(10);
-        let end = restarted + deadline;
-        loop {
+        let shown = eventually(deadline, "the viewer shows the restarted room", || async {
             let connects: u64 = viewer.eval("return window.tesseraView.connects;").await?;
-            if connects >= 2
-                && page_colour(&viewer, centre)
-                    .await?
-                    .is_some_and(|c| is_close(c, colours::BLUE, 60))
-            {
-                break;
-            }
-            if Instant::now() > end {
-                let state: Value = viewer
-                    .eval("const v = window.tesseraView; return { connects: v.connects, attempts: v.attempts, problem: v.lastProblem, frames: v.framesDecoded, width: v.width, status: document.getElementById('status').textContent };")
-                    .await?;
-                let colour = page_colour(&viewer, centre).await?;
-                viewer.screenshot("viewer-page-after-restart-failed").await?;
-                bail!(
-                    "the viewer did not show the restarted room within {deadline:?}: {state}, \
-                     colour at the centre {colour:?}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let blue = page_colour(&viewer, centre)
+                .await?
+                .is_some_and(|c| is_close(c, colours::BLUE, 60));
+            Ok((connects >= 2 && blue).then_some(()))
+        })
+        .await;
+        if let Err(e) = shown {
+            let state: Value = viewer
+                .eval("const v = window.tesseraView; return { connects: v.connects, attempts: v.attempts, problem: v.lastProblem, frames: v.framesDecoded, width: v.width, status: document.getElementById('status').textContent };")
+                .await?;
+            let colour = page_colour(&viewer, centre).await?;
+            viewer.screenshot("viewer-page-after-restart-failed").await?;
+            bail!("{e}: {state}, colour at the centre {colour:?}");
         }
         println!(
             "the viewer showed the restarted room {} ms after the new server started",
@@ -376,17 +367,15 @@ fn issue4_viewer_page_shows_the_room_and_survives_a_server_restart() -> Result<(
 }
 
 async fn wait_page_colour(browser: &Browser, area: Rect, colour: Rgb, what: &str) -> Result<()> {
-    let end = Instant::now() + DEADLINE;
-    loop {
+    eventually(DEADLINE, what, || async {
         let seen = page_colour(browser, area).await?;
-        if seen.is_some_and(|c| is_close(c, colour, 60)) {
-            return Ok(());
-        }
-        if Instant::now() > end {
-            bail!("{what}: saw {seen:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ensure!(
+            seen.is_some_and(|c| is_close(c, colour, 60)),
+            "saw {seen:?}"
+        );
+        Ok(Some(()))
+    })
+    .await
 }
 
 /// Click-to-first-frame, in ms, of `n` joins of `browser` with `?trickle=0|1`.

@@ -12,7 +12,7 @@ use crate::support::analysis::{
 };
 use tessera::metrics::cpu_seconds;
 
-use crate::support::{Role, SendMedia, TestClient, TestServer};
+use crate::support::{Role, SendMedia, TestClient, TestServer, eventually};
 
 /// Tones far from each other and from each other's harmonics.
 const TONES: [f32; 3] = [440.0, 620.0, 1010.0];
@@ -512,19 +512,13 @@ async fn wait_for_counts(
     deadline: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let until = Instant::now() + deadline;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
+    eventually(deadline, "the counts settle", || async {
         let c = counts(server).await;
-        if done(&c) {
-            return c;
-        }
-        assert!(
-            Instant::now() < until,
-            "counts never settled within {deadline:?}: {c}"
-        );
-    }
+        anyhow::ensure!(done(&c), "{c}");
+        Ok(Some(c))
+    })
+    .await
+    .expect("the counts settle")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

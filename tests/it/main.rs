@@ -7,4 +7,5 @@ mod outputs;
 mod packages;
 mod recording;
 mod room_events;
+mod structure;
 mod support;

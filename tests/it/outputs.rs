@@ -4,37 +4,34 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use serde_json::Value;
 
 use crate::support::analysis::{Rect, Rgb, average_colour, colours, is_close};
-use crate::support::{JoinOptions, Role, SendMedia, TestClient, TestServer};
+use crate::support::{
+    JoinOptions, Role, SendMedia, TestClient, TestServer, eventually, eventually_sync,
+};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Waits until `viewer` decodes `width` x `height` frames whose centre is `colour`.
 async fn wait_for_picture(viewer: &TestClient, width: u32, height: u32, colour: Rgb) -> Result<()> {
-    let start = Instant::now();
     let centre = Rect::new(width / 2 - 40, height / 2 - 40, 80, 80);
-    loop {
-        if let Some(frame) = viewer.latest_frame()
-            && frame.width == width
-            && frame.height == height
-            && is_close(average_colour(&frame, centre), colour, 40)
+    let what = format!("{}: a {width}x{height} {colour:?} picture", viewer.name());
+    eventually_sync(DEADLINE, &what, || match viewer.latest_frame() {
+        Some(frame)
+            if frame.width == width
+                && frame.height == height
+                && is_close(average_colour(&frame, centre), colour, 40) =>
         {
-            return Ok(());
+            Ok(())
         }
-        if start.elapsed() > DEADLINE {
-            let seen = viewer
-                .latest_frame()
-                .map(|f| (f.width, f.height, f.centre()));
-            bail!(
-                "{}: expected {width}x{height} {colour:?}, saw {seen:?}",
-                viewer.name()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        seen => Err(format!(
+            "saw {:?}",
+            seen.map(|f| (f.width, f.height, f.centre()))
+        )),
+    })
+    .await
 }
 
 fn outputs(room: &Value) -> Vec<String> {
@@ -143,15 +140,12 @@ async fn issue5_h264_and_vp8_viewers_get_their_codec_and_one_encoder_each() -> R
     low.leave().await?;
     kiosk1.leave().await?;
     kiosk2.leave().await?;
-    let end = Instant::now() + DEADLINE;
-    loop {
+    eventually(DEADLINE, "the idle encoders stop", || async {
         let info = server.room(room).await?;
-        if outputs(&info) == ["vp8/high"] {
-            break;
-        }
-        ensure!(Instant::now() < end, "idle encoders still running: {info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ensure!(outputs(&info) == ["vp8/high"], "still running: {info}");
+        Ok(Some(()))
+    })
+    .await?;
     wait_for_picture(&browser, 1280, 720, colours::RED).await?;
     // A bad quality is refused with a sentence.
     let bad = crate::support::http::post(
@@ -174,17 +168,28 @@ async fn remb_until(
     deadline: Duration,
 ) -> Result<Duration> {
     let start = Instant::now();
-    loop {
-        viewer.send_remb(bps).await?;
-        if viewer.latest_frame().is_some_and(|f| f.width == width) {
-            return Ok(start.elapsed());
+    let mut last_remb: Option<Instant> = None;
+    let what = format!("{width} wide at {bps} bit/s");
+    eventually(deadline, &what, || {
+        // A REMB every 200 ms, as browsers send them; the picture is checked every poll.
+        let due = last_remb.is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
+        if due {
+            last_remb = Some(Instant::now());
         }
-        if start.elapsed() > deadline {
-            let seen = viewer.latest_frame().map(|f| (f.width, f.height));
-            bail!("at {bps} bit/s: still {seen:?} after {deadline:?}");
+        async move {
+            if due {
+                viewer.send_remb(bps).await?;
+            }
+            match viewer.latest_frame() {
+                Some(f) if f.width == width => Ok(Some(start.elapsed())),
+                seen => Err(anyhow::anyhow!(
+                    "still {:?}",
+                    seen.map(|f| (f.width, f.height))
+                )),
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::support::analysis::{Rect, Rgb, average_colour, colours, is_close, tone_level_db};
 use crate::support::media::{AUDIO_RATE, DecodedFile, decode_file};
 use crate::support::{Role, SendMedia, TestClient, TestServer, http};
+use crate::support::{eventually, eventually_sync};
 
 const TONES: [f32; 3] = [440.0, 620.0, 1010.0];
 const COLOURS: [Rgb; 3] = [colours::RED, colours::GREEN, colours::BLUE];
@@ -220,21 +221,22 @@ async fn issue5_a_recording_cut_by_kill_9_still_plays() -> Result<()> {
     // A few seconds in, and both files hold more than their headers (a still red picture
     // compresses to a few kB a second).
     let started = Instant::now();
-    let end = started + Duration::from_secs(15);
-    loop {
-        let sizes: Vec<u64> = files
-            .iter()
-            .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-            .collect();
-        if started.elapsed() > Duration::from_secs(3) && sizes.iter().all(|&s| s > 50_000) {
-            break;
-        }
-        ensure!(
-            Instant::now() < end,
-            "the files stay small: {sizes:?} bytes"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_sync(
+        Duration::from_secs(15),
+        "three seconds of both files",
+        || {
+            let sizes: Vec<u64> = files
+                .iter()
+                .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .collect();
+            if started.elapsed() > Duration::from_secs(3) && sizes.iter().all(|&s| s > 50_000) {
+                Ok(())
+            } else {
+                Err(format!("{sizes:?} bytes"))
+            }
+        },
+    )
+    .await?;
     server.kill();
     for (format, path) in files {
         let file = decode_file(&path, 0.5, Duration::from_secs(60))
@@ -316,18 +318,16 @@ async fn issue5_auto_record_starts_with_the_room_and_stops_cleanly_when_it_ends(
     tokio::time::sleep(Duration::from_secs(2)).await;
     red.leave().await?;
     // The room ends after its linger time; its recording with it, cleanly.
-    let end = Instant::now() + Duration::from_secs(10);
-    let info = loop {
-        let list = http::get_json(&url(base, "/rooms/auto/recordings")?).await?;
-        if list[0]["state"] != "recording" {
-            break list[0].clone();
-        }
-        ensure!(
-            Instant::now() < end,
-            "still recording after the room ended: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let info = eventually(
+        Duration::from_secs(10),
+        "the recording ends with its room",
+        || async {
+            let list = http::get_json(&url(base, "/rooms/auto/recordings")?).await?;
+            ensure!(list[0]["state"] != "recording", "still recording: {list}");
+            Ok(Some(list[0].clone()))
+        },
+    )
+    .await?;
     assert_eq!(info["state"], "stopped", "{info}");
     let path = dir.path().join("auto.webm");
     download(base, &info, &path).await?;

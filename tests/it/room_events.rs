@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use anyhow::{Context, Result};
+use serde_json::json;
 
 use crate::support::analysis::{Rect, Rgb, average_colour, colours, is_close, tone_level_db};
 use crate::support::client::post_offer;
+use crate::support::events::EventStream;
+use crate::support::eventually_sync;
 use crate::support::{Role, SendMedia, TestClient, TestServer, http};
 
 /// The camera-off placeholder's background (`video-placeholder.pipeline`, 0x2b2f3a).
@@ -115,80 +117,6 @@ async fn issue4_trickle_patch_follows_rfc9725() -> Result<()> {
     Ok(())
 }
 
-/// Reads Server-Sent Events from `GET {base}/rooms/{room}/events`.
-struct EventStream {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl EventStream {
-    async fn open(base: &str, room: &str) -> Result<EventStream> {
-        let url = http::endpoint(base, &["rooms", room, "events"])?;
-        // A stream, not a request: no overall timeout (each read has its own deadline).
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(http::HTTP_TIMEOUT)
-            .build()?;
-        let response = client.get(url).send().await?;
-        anyhow::ensure!(
-            response.status() == 200,
-            "events: HTTP {}",
-            response.status()
-        );
-        let ct = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        anyhow::ensure!(ct.starts_with("text/event-stream"), "content type {ct}");
-        Ok(EventStream {
-            response,
-            buffer: String::new(),
-        })
-    }
-
-    /// The next event's JSON, within `deadline`.
-    async fn next(&mut self, deadline: Duration) -> Result<Value> {
-        let end = Instant::now() + deadline;
-        loop {
-            if let Some(at) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..at + 2).collect();
-                let data: String = block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return serde_json::from_str(&data).with_context(|| format!("event {data:?}"));
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            let chunk = tokio::time::timeout(left, self.response.chunk())
-                .await
-                .context("no event in time")??
-                .context("the event stream ended")?;
-            self.buffer
-                .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
-        }
-    }
-
-    /// Skips events until one of type `kind`; returns it.
-    async fn until(&mut self, kind: &str, deadline: Duration) -> Result<Value> {
-        let end = Instant::now() + deadline;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let event = self
-                .next(left)
-                .await
-                .with_context(|| format!("waiting for {kind}"))?;
-            if event["type"] == kind {
-                return Ok(event);
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn issue4_room_events_tell_who_joins_mutes_and_leaves() -> Result<()> {
     let server = TestServer::start(&["--room-linger-secs", "1"])?;
@@ -255,19 +183,18 @@ async fn wait_for_colour(
     what: &str,
 ) -> Result<Duration> {
     let start = Instant::now();
-    loop {
-        if let Some(frame) = viewer.latest_frame()
-            && frame.width == 1280
-            && is_close(average_colour(&frame, area), colour, 24)
+    eventually_sync(DEADLINE, what, || match viewer.latest_frame() {
+        Some(frame)
+            if frame.width == 1280 && is_close(average_colour(&frame, area), colour, 24) =>
         {
-            return Ok(start.elapsed());
+            Ok(start.elapsed())
         }
-        if start.elapsed() > DEADLINE {
-            let seen = viewer.latest_frame().map(|f| average_colour(&f, area));
-            bail!("{what}: expected {colour:?}, saw {seen:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        seen => Err(format!(
+            "expected {colour:?}, saw {:?}",
+            seen.map(|f| average_colour(&f, area))
+        )),
+    })
+    .await
 }
 
 #[tokio::test]

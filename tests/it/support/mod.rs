@@ -9,6 +9,7 @@
 //!   self-tests can check the client end to end without tessera.
 //! - [`analysis`] is pure: pixel colours and tone levels, with their own unit tests.
 //! - [`http`] is the small HTTP client the others share.
+//! - [`eventually`] is the one way to wait for something to become true (with a deadline).
 //!
 //! Every wait in here has a deadline, and every pipeline, task and process has one owner that
 //! stops it on drop.
@@ -20,9 +21,11 @@
 pub mod analysis;
 pub mod browser;
 pub mod client;
+pub mod events;
 pub mod http;
 pub mod media;
 pub mod server;
+mod wait;
 pub mod webrtcbin;
 
 mod reflector;
@@ -30,3 +33,4 @@ mod selftest;
 
 pub use client::{JoinOptions, Role, SendMedia, TestClient};
 pub use server::TestServer;
+pub use wait::{eventually, eventually_sync};
