@@ -20,6 +20,8 @@ COPY src ./src
 COPY pipelines ./pipelines
 COPY web ./web
 COPY tests ./tests
+# A workspace member: its manifest must be there for the workspace to load (only the server is built).
+COPY bench ./bench
 RUN cargo build --release --locked --bin tessera
 
 FROM debian:bookworm-slim AS runtime

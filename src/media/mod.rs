@@ -16,7 +16,6 @@
 //! Recordings (`recorder.rs`) are pipelines of their own, fed from the taps.
 
 mod audio_mix;
-pub mod bench;
 mod bus;
 mod handle;
 mod input;

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use webrtc::peer_connection::{
@@ -103,68 +101,6 @@ impl PeerFactory {
                 h264_level: plan.h264_level,
             };
             Ok::<_, PeerError>((outgoing, answer::rewrite(&sdp, &summary, parameters)))
-        }
-        .await;
-        peer.settle(result).await
-    }
-
-    /// The offering side, for clients (the load generator): an offer that sends the kinds in
-    /// `send` and receives the kinds in `receive`, with every candidate in it. Apply the
-    /// server's answer with [`Peer::accept_answer`].
-    pub async fn offer(
-        &self,
-        session: SessionId,
-        send: SendPlan,
-        receive: SendPlan,
-        events: mpsc::Sender<PeerEvent>,
-    ) -> Result<(Peer, String), PeerError> {
-        let (peer, mut gathered) = self.new_peer(session, events, None).await?;
-        let result = async {
-            let mut outgoing = Vec::new();
-            for (kind, sends, receives) in [
-                (MediaKind::Video, send.video, receive.video),
-                (MediaKind::Audio, send.audio, receive.audio),
-            ] {
-                let direction = match (sends, receives) {
-                    (true, true) => RTCRtpTransceiverDirection::Sendrecv,
-                    (true, false) => RTCRtpTransceiverDirection::Sendonly,
-                    (false, true) => RTCRtpTransceiverDirection::Recvonly,
-                    (false, false) => continue,
-                };
-                if sends {
-                    outgoing.push(
-                        add_outgoing(&peer.pc, session, kind, send.video_codec, Some(direction))
-                            .await?,
-                    );
-                } else {
-                    let codec_kind = match kind {
-                        MediaKind::Video => RtpCodecKind::Video,
-                        MediaKind::Audio => RtpCodecKind::Audio,
-                    };
-                    peer.pc
-                        .add_transceiver_from_kind(
-                            codec_kind,
-                            Some(RTCRtpTransceiverInit {
-                                direction,
-                                ..Default::default()
-                            }),
-                        )
-                        .await
-                        .map_err(rtc_err("adding a receiving transceiver"))?;
-                }
-            }
-            let offer = peer
-                .pc
-                .create_offer(None)
-                .await
-                .map_err(rtc_err("creating the offer"))?;
-            peer.pc
-                .set_local_description(offer)
-                .await
-                .map_err(rtc_err("setting the offer"))?;
-            let sdp =
-                gathered_description(&peer.pc, &mut gathered, self.config.gather_timeout).await?;
-            Ok::<_, PeerError>((outgoing, sdp))
         }
         .await;
         peer.settle(result).await

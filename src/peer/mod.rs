@@ -38,12 +38,12 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use webrtc::peer_connection::PeerConnection;
 
 use crate::metrics::Live;
 use crate::types::{ConnectionState, InputCodec, SessionId, VideoCodec};
 
-use codecs::{Outgoing, fix_payload_types};
+use codecs::Outgoing;
 
 pub use factory::PeerFactory;
 pub use feedback::KeyframeAsker;
@@ -194,18 +194,6 @@ impl Peer {
                 Err(e)
             }
         }
-    }
-
-    /// Applies the answer to an offer made with [`PeerFactory::offer`].
-    pub async fn accept_answer(&mut self, sdp: &str) -> Result<(), PeerError> {
-        let answer = RTCSessionDescription::answer(sdp.to_owned())
-            .map_err(|e| PeerError::BadOffer(e.to_string()))?;
-        self.pc
-            .set_remote_description(answer)
-            .await
-            .map_err(rtc_err("setting the answer"))?;
-        fix_payload_types(&self.pc, &mut self.outgoing).await;
-        Ok(())
     }
 
     /// Which session this peer belongs to.

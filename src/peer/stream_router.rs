@@ -8,10 +8,11 @@
 //! announced once through `announce` when its first stream starts.
 //!
 //! Channels: the packet channels are media (full: the packet is dropped and counted in
-//! `dropped`); `announce` is control, but it is sent at most once per routed line and its
-//! capacity is the number of lines, so it cannot be full. Keyframe requests for a routed
-//! stream come back through `plis` and leave as RTCP PLI from this interceptor, since no
-//! webrtc-rs track exists to write them to.
+//! `dropped`); `announce` is control and never drops: unbounded, because an interceptor cannot
+//! wait, yet bounded in practice (one announcement per line, and another only when a new SSRC
+//! takes the line over, after 2 s of silence). Keyframe requests for a routed stream come back
+//! through `plis` and leave as RTCP PLI from this interceptor, since no webrtc-rs track exists
+//! to write them to; a request that finds 16 waiting is dropped, as it asks what they ask.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -54,8 +55,8 @@ pub struct RoutedStream {
 
 /// The peer's side of the router: streams as they start, and where to ask for keyframes.
 pub struct RouterHandle {
-    /// New streams, one per line (capacity: the number of lines).
-    pub streams: mpsc::Receiver<RoutedStream>,
+    /// New streams, as they start (see the module docs on why it is unbounded).
+    pub streams: mpsc::UnboundedReceiver<RoutedStream>,
     /// SSRCs to send a PLI for; drained by the interceptor on its next packet.
     pub plis: mpsc::Sender<u32>,
     /// Routed packets dropped because their channel was full.
@@ -69,7 +70,7 @@ pub struct StreamRouter {
     bound: HashSet<u32>,
     /// Per line, the packet channel of its current stream.
     channels: Vec<Option<mpsc::Sender<Bytes>>>,
-    announce: mpsc::Sender<RoutedStream>,
+    announce: mpsc::UnboundedSender<RoutedStream>,
     plis: mpsc::Receiver<u32>,
     dropped: Arc<AtomicU64>,
     inbound: VecDeque<TaggedPacket>,
@@ -80,7 +81,7 @@ impl StreamRouter {
     /// A router for `table` and the handle its peer keeps.
     pub fn new(table: RouteTable) -> (StreamRouter, RouterHandle) {
         let lines = table.lines().len();
-        let (announce, streams) = mpsc::channel(lines.max(1));
+        let (announce, streams) = mpsc::unbounded_channel();
         let (plis_tx, plis) = mpsc::channel(16);
         let dropped = Arc::new(AtomicU64::new(0));
         (
@@ -125,10 +126,9 @@ impl StreamRouter {
                 by_mid: route.by_mid,
                 packets: rx,
             };
-            if let Err(e) = self.announce.try_send(stream) {
-                // Only after a takeover can a line announce twice; if the peer has not taken
-                // the first announcement yet, this stream waits for the next takeover.
-                tracing::warn!("routed stream not announced: {e}");
+            if self.announce.send(stream).is_err() {
+                // The peer is gone: nobody would read the stream anyway.
+                tracing::debug!("routed stream not announced: the peer has closed");
             }
         }
         if let Some(tx) = &self.channels[route.line]

@@ -1,5 +1,8 @@
 //! Issue 3: the benchmark harness runs end to end in its short smoke mode (every step, a few
 //! seconds each) and prints a table with every measure. Durations are reported, never asserted.
+//!
+//! The harness is its own workspace crate (bench/); `cargo test` at the top builds both, so its
+//! binary sits next to the server's.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -7,8 +10,15 @@ use std::time::Duration;
 
 #[test]
 fn issue3_the_benchmark_harness_runs_in_smoke_mode() {
+    let bench = std::path::Path::new(env!("CARGO_BIN_EXE_tessera")).with_file_name("tessera-bench");
+    assert!(
+        bench.exists(),
+        "{} is missing: run the tests with `cargo test` at the top of the workspace (it builds \
+         bench/ too), or `cargo build -p tessera-bench` first",
+        bench.display()
+    );
     let cache = tempfile::tempdir().expect("a cache dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-bench"))
+    let mut child = Command::new(&bench)
         .args([
             "--smoke",
             "--server-bin",

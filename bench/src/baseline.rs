@@ -1,0 +1,152 @@
+//! The baseline: the same media work as the server's rooms through the project's own
+//! pipelines (`tessera::media`), fed in-process, with no WebRTC, in a process of its own
+//! (`tessera-bench baseline`) so its CPU is measured alone.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use tessera::config::Config;
+use tessera::media::MediaFactory;
+use tessera::types::{InputCodec, MediaKind, OutputKey, RtpSink, SessionId, Tier, VideoCodec};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+use crate::measure::measure_cpu;
+use crate::replay::replay;
+
+/// The output the benchmark's receivers take: what browsers get by default.
+const VP8_HIGH: OutputKey = OutputKey {
+    codec: VideoCodec::Vp8,
+    tier: Tier::High,
+};
+
+/// CPU (in cores) of `rooms` rooms of `size` through the project's pipelines, VP8 high only.
+pub fn run_baseline(rooms: usize, size: usize, window: Duration, cache: &Path) -> Result<f64> {
+    run_baseline_with(rooms, size, window, cache, false)
+}
+
+/// The same, with the whole encoder ladder (VP8 and H.264, both tiers) when `ladder`.
+pub fn run_baseline_with(
+    rooms: usize,
+    size: usize,
+    window: Duration,
+    cache: &Path,
+    ladder: bool,
+) -> Result<f64> {
+    let out = Command::new(std::env::current_exe()?)
+        .args([
+            "baseline",
+            "--rooms",
+            &rooms.to_string(),
+            "--size",
+            &size.to_string(),
+        ])
+        .args(ladder.then_some("--ladder"))
+        .args(["--seconds", &window.as_secs_f64().to_string(), "--cache"])
+        .arg(cache)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the baseline")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cores = text
+        .lines()
+        .find_map(|l| l.strip_prefix("baseline cores "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("the baseline printed no result: {text}"))?;
+    Ok(cores)
+}
+
+/// The baseline: R rooms of N participants through the project's own pipelines (the same
+/// `Mixer` the server runs: N decodes, compositor, one VP8 encode, audio mixes with mix-minus,
+/// Opus encodes), fed in real time from the same dumps, with no WebRTC at all.
+pub async fn baseline(
+    rooms: usize,
+    size: usize,
+    seconds: f64,
+    cache: &Path,
+    ladder: bool,
+) -> Result<()> {
+    let media = Arc::new(crate::media::dump::prepare(cache)?);
+    let factory = MediaFactory::new(None)?;
+    let config = Config::default();
+    let mut mixers = Vec::new();
+    let mut replays = JoinSet::new();
+    let mut drains = JoinSet::new();
+    for r in 0..rooms {
+        let (mixer, events) = factory
+            .start_mixer(&format!("baseline-{r}"), &config.mix)
+            .await?;
+        drains.spawn(async move {
+            loop {
+                events.next().await;
+            }
+        });
+        let tiles = tessera::room::layout::tiles(size, config.mix.width, config.mix.height);
+        let mut inputs: HashMap<SessionId, ()> = HashMap::new();
+        for (i, tile) in tiles.iter().enumerate() {
+            let s = SessionId(i as u64 + 1);
+            let mix_minus = mixer.add_mix_minus(s).await?;
+            for (kind, mime, rate, dump) in [
+                (MediaKind::Video, "video/VP8", 90_000, &media.video),
+                (MediaKind::Audio, "audio/opus", 48_000, &media.audio),
+            ] {
+                let codec = InputCodec {
+                    kind,
+                    mime_type: mime.into(),
+                    clock_rate: rate,
+                };
+                let input = mixer
+                    .add_input(s, codec, (kind == MediaKind::Video).then_some(*tile))
+                    .await?;
+                let (tx, mut rx) = broadcast::channel::<Bytes>(256);
+                replays.spawn(replay(
+                    Arc::new(dump.clone()),
+                    tx,
+                    None,
+                    kind == MediaKind::Video,
+                ));
+                drains.spawn(async move {
+                    while let Ok(p) = rx.recv().await {
+                        input.push(p);
+                    }
+                });
+            }
+            inputs.insert(s, ());
+            let mut audio = mix_minus.subscribe();
+            drains.spawn(async move { while audio.recv().await.is_ok() {} });
+        }
+        // Everyone receives the video (and, with `ladder`, someone receives every output),
+        // everyone hears a mix-minus, as in the server's rooms. Subscribers keep the outputs'
+        // packets moving, as receivers would.
+        let outputs: BTreeSet<OutputKey> = if ladder {
+            [VideoCodec::Vp8, VideoCodec::H264]
+                .into_iter()
+                .flat_map(|codec| [Tier::High, Tier::Low].map(|tier| OutputKey { codec, tier }))
+                .collect()
+        } else {
+            [VP8_HIGH].into()
+        };
+        for key in &outputs {
+            let mut video = mixer
+                .subscribe_video(*key)
+                .with_context(|| format!("the baseline mixer has no {key} output"))?;
+            drains.spawn(async move { while video.recv().await.is_ok() {} });
+        }
+        mixer.set_receivers(outputs, false).await;
+        mixers.push(mixer);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cores = measure_cpu(None, Duration::from_secs_f64(seconds)).await;
+    println!("baseline cores {cores}");
+    replays.abort_all();
+    drains.abort_all();
+    for mixer in mixers {
+        mixer.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The benchmark's media, the only part of it that touches GStreamer: the replayed dumps
+//! ([`dump`]) and the sampled receivers' decoders ([`probe`]).
+
+pub mod dump;
+pub mod probe;
+
+/// An error of a GStreamer step, with what was being done.
+fn build_err(context: impl std::fmt::Display, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{context}: {e}")
+}
