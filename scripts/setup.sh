@@ -15,10 +15,12 @@ BUILD_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
   gstreamer1.0-x libopus-dev
 )
-# ... and only to run the tests: network namespaces for the browser tests (iproute2, unshare
-# from util-linux), /proc tools, the real browser with its WebDriver, and gst-discoverer-1.0
-# to read recordings back.
-TEST_PACKAGES=(iproute2 procps util-linux chromium chromium-driver gstreamer1.0-plugins-base-apps)
+# ... and only to run the tests: network namespaces for the browser and ACME tests (iproute2,
+# unshare from util-linux), /proc tools, the real browser with its WebDriver, gst-discoverer-1.0
+# to read recordings back, and pebble (Let's Encrypt's ACME test server, with its mock DNS).
+TEST_PACKAGES=(
+  iproute2 procps util-linux chromium chromium-driver gstreamer1.0-plugins-base-apps pebble
+)
 
 want=("${BUILD_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then

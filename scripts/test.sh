@@ -7,4 +7,7 @@ source scripts/setup.sh --test
 # Two cores: the integration tests run real encoders and decoders and measure frame rates, so
 # they run one at a time (the whole suite still takes only minutes).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
+# The binaries first: `cargo test` builds the server's (its integration tests run it) but not
+# the benchmark's, which the smoke test runs from target/debug/ beside the server.
+cargo build --locked --workspace --bins
 cargo test --locked --all-targets "$@"

@@ -2,7 +2,8 @@
 //!
 //! The architecture in ten lines (the README maps each concept to its file):
 //! 1. `main.rs` parses the [`config`], starts GStreamer and calls [`run`] with a bound listener.
-//! 2. [`http`] is the edge: WHIP/WHEP, REST and debug routes; it owns no room state.
+//! 2. [`http`] is the edge: WHIP/WHEP, REST and debug routes, owning no room state; [`serve`]
+//!    accepts connections for it (HTTPS through [`tls`] when configured).
 //! 3. [`room`] is the domain: a [`room::Rooms`] registry of cheap [`room::RoomHandle`]s, each the
 //!    mailbox of one room actor that owns the room's sessions, peers and the handle to its mixer,
 //!    whose pipeline lives on a thread of its own: the actor never blocks.
@@ -22,25 +23,55 @@ pub mod peer;
 pub mod room;
 pub mod rtp;
 pub mod sdp;
+pub mod serve;
+pub mod tls;
 pub mod types;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The sockets the server accepts on, bound by the caller (so it can print the real ports).
+pub struct Listeners {
+    /// The interface: HTTPS when `tls` is given to [`run`], else plain HTTP.
+    pub http: TcpListener,
+    /// Plain HTTP that redirects to the interface (`--http-redirect-port`).
+    pub redirect: Option<TcpListener>,
+}
+
 /// Serves until `shutdown` resolves, then closes every room and waits for them.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
+    tls: Option<tls::Tls>,
     config: config::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
     let rooms = room::Rooms::new(Arc::new(config), media);
     let routes = http::routes(rooms.clone());
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let stop = CancellationToken::new();
+    let redirect = match listeners.redirect {
+        Some(listener) => {
+            let https_port = listeners.http.local_addr()?.port();
+            let stopped = stop.clone().cancelled_owned();
+            Some(tokio::spawn(serve::serve_redirect(
+                listener, https_port, stopped,
+            )))
+        }
+        None => None,
+    };
+    let acceptor = tls.as_ref().map(tls::Tls::acceptor);
+    let stopping = async {
+        shutdown.await;
+        stop.cancel();
+    };
+    serve::serve(listeners.http, acceptor, routes, stopping).await;
+    if let Some(redirect) = redirect {
+        let _ = redirect.await;
+    }
     rooms.shutdown().await;
+    drop(tls);
     Ok(())
 }

@@ -19,13 +19,40 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::from_args(args).context("invalid configuration")?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
+            let http = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding the HTTP listener on {}", config.listen))?;
-            let addr = listener.local_addr()?;
-            // The one line on stdout: tests and scripts read the real port from it.
-            println!("tessera listening on http://{addr}");
-            tessera::run(listener, config, shutdown_signal()).await
+            let addr = http.local_addr()?;
+            let redirect = match config.tls.redirect_port {
+                Some(port) => {
+                    let at = std::net::SocketAddr::new(config.listen.ip(), port);
+                    let listener = tokio::net::TcpListener::bind(at)
+                        .await
+                        .with_context(|| format!("binding the redirect listener on {at}"))?;
+                    Some(listener)
+                }
+                None => None,
+            };
+            // Certificate files are read (and a bad one refused) before the server says it
+            // listens.
+            let tls = tessera::tls::Tls::start(&config.tls, &config.rtc)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            // The first line on stdout: tests and scripts read the real port from it.
+            println!("tessera listening on {scheme}://{addr}");
+            if let Some(redirect) = &redirect {
+                println!(
+                    "tessera redirecting http://{} to HTTPS",
+                    redirect.local_addr()?
+                );
+            }
+            if !config.tls.enabled() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "plain HTTP on {addr}: browsers allow the camera only on https:// pages (or \
+                     localhost); see --tls-cert, --acme-domain or --tls-self-signed"
+                );
+            }
+            let listeners = tessera::Listeners { http, redirect };
+            tessera::run(listeners, tls, config, shutdown_signal()).await
         }
     }
 }

@@ -35,6 +35,8 @@ use crate::room::Rooms;
 
 pub use body::MAX_BODY;
 pub use reply::ErrorBody;
+/// A JSON error answer, for the other servers (the HTTPS redirect) to answer alike.
+pub(crate) use reply::error as error_reply;
 
 use body::limited_body;
 use reply::{error, json};

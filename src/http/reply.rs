@@ -16,7 +16,7 @@ pub struct ErrorBody {
 }
 
 /// An error response.
-pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Reply {
     let body = ErrorBody {
         error: code.to_owned(),
         message: message.to_owned(),

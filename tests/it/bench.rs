@@ -1,8 +1,8 @@
 //! Issue 3: the benchmark harness runs end to end in its short smoke mode (every step, a few
 //! seconds each) and prints a table with every measure. Durations are reported, never asserted.
 //!
-//! The harness is its own workspace crate (bench/); `cargo test` at the top builds both, so its
-//! binary sits next to the server's.
+//! The harness is its own workspace crate (bench/); `bash scripts/test.sh` builds its binary
+//! first (`cargo test` alone builds only the server's), so it sits next to the server's.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -13,8 +13,8 @@ fn issue3_the_benchmark_harness_runs_in_smoke_mode() {
     let bench = std::path::Path::new(env!("CARGO_BIN_EXE_tessera")).with_file_name("tessera-bench");
     assert!(
         bench.exists(),
-        "{} is missing: run the tests with `cargo test` at the top of the workspace (it builds \
-         bench/ too), or `cargo build -p tessera-bench` first",
+        "{} is missing: run the tests with `bash scripts/test.sh` (it builds the binaries \
+         first), or `cargo build -p tessera-bench` before `cargo test`",
         bench.display()
     );
     let cache = tempfile::tempdir().expect("a cache dir");

@@ -1,7 +1,9 @@
 //! The one integration-test binary.
+mod acme;
 mod bench;
 mod browser;
 mod core_mcu;
+mod https;
 mod interop;
 mod outputs;
 mod packages;

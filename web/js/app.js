@@ -262,8 +262,14 @@ function init() {
   addEventListener('pagehide', () => {
     if (state.session) state.session.stop();
   });
+  // Browsers hide the camera and microphone (navigator.mediaDevices is undefined) on a page
+  // that is not secure: plain http:// on any name but localhost.
+  if (!window.isSecureContext) {
+    showError($('join-error'), 'The camera and microphone need a secure page: open this address with https:// instead of http:// (or ask whoever runs this server for its https:// link).');
+    return;
+  }
   if (!navigator.mediaDevices || !window.RTCPeerConnection) {
-    showError($('join-error'), 'This browser cannot make video calls here (it needs WebRTC and a secure page: https or localhost).');
+    showError($('join-error'), 'This browser cannot make video calls (it has no WebRTC).');
     return;
   }
   openDevices();

@@ -5,6 +5,7 @@
 //! Every request has [`HTTP_TIMEOUT`] as its deadline, and proxies are ignored: the server is
 //! always on 127.0.0.1, and a proxy from the environment would only get in the way.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,13 +15,34 @@ use serde_json::Value;
 /// Deadline for any one HTTP request to the server under test.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for talking to the server under test.
+/// Certificates (DER) the tests' HTTPS servers use, trusted by every client made here: a test
+/// that starts a server with its own certificate adds it once, and every helper (and the test
+/// clients' WHIP/WHEP) then speaks HTTPS to it. Only test certificates ever go in.
+static TRUSTED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Trusts `der` (a certificate) in every client made from now on.
+pub fn trust(der: &[u8]) {
+    TRUSTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(der.to_vec());
+}
+
+/// A client for talking to the server under test (over HTTPS too, for trusted certificates).
 pub fn client() -> Result<Client> {
-    Client::builder()
+    let mut builder = Client::builder()
         .no_proxy()
         .timeout(HTTP_TIMEOUT)
-        .build()
-        .context("building the HTTP client")
+        .tls_info(true);
+    for der in TRUSTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        let cert = reqwest::Certificate::from_der(der).context("a trusted test certificate")?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().context("building the HTTP client")
 }
 
 /// What the server answered, unjudged.

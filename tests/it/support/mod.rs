@@ -24,6 +24,8 @@ pub mod client;
 pub mod events;
 pub mod http;
 pub mod media;
+pub mod netns;
+pub mod pebble;
 pub mod server;
 mod wait;
 pub mod webrtcbin;

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,12 @@ pub struct TestServer {
     /// The stdout and stderr pumps. Each sends on `drained` when its pipe reaches EOF.
     pumps: Vec<JoinHandle<()>>,
     drained: mpsc::Receiver<()>,
+    /// Every line the server printed (stdout and stderr), for tests of what it says.
+    log: Log,
 }
+
+/// The lines a server printed, shared with its pumps.
+type Log = Arc<Mutex<Vec<String>>>;
 
 impl TestServer {
     /// Start `tessera serve --listen 127.0.0.1:0 --rtc-ip 127.0.0.1 <extra_args>` and wait (up to
@@ -79,22 +84,25 @@ impl TestServer {
 
         let stdout = child.stdout.take().expect("stdout was piped above");
         let stderr = child.stderr.take().expect("stderr was piped above");
+        let log = Log::default();
         let mut pumps = Vec::with_capacity(2);
         let stdout_drained = drained_tx.clone();
+        let stdout_log = log.clone();
         pumps.push(
             std::thread::Builder::new()
                 .name(format!("tessera-{pid}-stdout"))
                 .spawn(move || {
-                    pump_stdout(pid, stdout, address_tx);
+                    pump_stdout(pid, stdout, address_tx, &stdout_log);
                     let _ = stdout_drained.try_send(());
                 })
                 .context("spawning the stdout pump")?,
         );
+        let stderr_log = log.clone();
         pumps.push(
             std::thread::Builder::new()
                 .name(format!("tessera-{pid}-stderr"))
                 .spawn(move || {
-                    pump_lines(pid, stderr);
+                    pump_lines(pid, stderr, &stderr_log);
                     let _ = drained_tx.try_send(());
                 })
                 .context("spawning the stderr pump")?,
@@ -106,6 +114,7 @@ impl TestServer {
             base_url: String::new(),
             pumps,
             drained,
+            log,
         };
         match address_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(url) => {
@@ -139,6 +148,27 @@ impl TestServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every line the server has printed so far (stdout and stderr, in arrival order per pipe).
+    pub fn log(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The first line the server printed that contains `needle`, waiting up to `deadline`.
+    pub async fn wait_for_line(&self, needle: &str, deadline: Duration) -> Result<String> {
+        let what = format!("a server line with {needle:?}");
+        super::eventually_sync(deadline, &what, || {
+            let log = self.log();
+            log.iter()
+                .find(|line| line.contains(needle))
+                .cloned()
+                .ok_or_else(|| format!("{} lines, none with it", log.len()))
+        })
+        .await
     }
 
     /// `GET /rooms/{room}` as JSON (its shape is the server's business).
@@ -216,11 +246,14 @@ impl Drop for TestServer {
     }
 }
 
-/// Read stdout until EOF: hand the listening URL over once, echo every other line.
-fn pump_stdout(pid: u32, stdout: impl Read, address_tx: mpsc::SyncSender<String>) {
+/// Read stdout until EOF: hand the listening URL over once, echo and keep every line.
+fn pump_stdout(pid: u32, stdout: impl Read, address_tx: mpsc::SyncSender<String>, log: &Log) {
     let mut address_tx = Some(address_tx);
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line.clone());
         if let Some(url) = line.strip_prefix(LISTENING_PREFIX)
             && let Some(tx) = address_tx.take()
         {
@@ -232,10 +265,13 @@ fn pump_stdout(pid: u32, stdout: impl Read, address_tx: mpsc::SyncSender<String>
     }
 }
 
-/// Copy lines to our stderr until EOF.
-fn pump_lines(pid: u32, stream: impl Read) {
+/// Copy lines to our stderr, and keep them, until EOF.
+fn pump_lines(pid: u32, stream: impl Read, log: &Log) {
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
         eprintln!("[tessera {pid}] {line}");
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
     }
 }

@@ -7,8 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+mod cli;
+mod tls;
+
+use cli::FileConfig;
+pub use cli::{Cli, Command, ServeArgs};
+pub use tls::{AcmeConfig, DEFAULT_ACME_CACHE, LETS_ENCRYPT_DIRECTORY, TlsConfig, TlsMode};
 
 use crate::types::{OutputKey, RecordingFormat, Tier, VideoCodec};
 
@@ -34,104 +38,6 @@ pub const DEFAULT_MAX_PARTICIPANTS: usize = 16;
 pub const DEFAULT_ROOM_LINGER_SECS: f64 = 30.0;
 /// How long the server waits for ICE gathering before it answers with what it has.
 pub const DEFAULT_GATHER_TIMEOUT_MS: u64 = 2000;
-
-/// The command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "tessera",
-    version,
-    about = "tessera: a WebRTC conference server that mixes (MCU)"
-)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve rooms over WHIP/WHEP.
-    Serve(ServeArgs),
-}
-
-/// Flags of `tessera serve`; each can also come from `TESSERA_<NAME>` or from the TOML file.
-#[derive(Debug, Default, Args)]
-pub struct ServeArgs {
-    /// A TOML file with any of the settings below (flags and environment win over it).
-    #[arg(long, env = "TESSERA_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Address and port of the HTTP interface.
-    #[arg(long, env = "TESSERA_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// The only local address ICE gathers candidates on (default: every non-loopback interface).
-    #[arg(long, env = "TESSERA_RTC_IP")]
-    pub rtc_ip: Option<IpAddr>,
-    /// The public address of a 1:1 NAT (cloud hosts): advertised instead of the local one.
-    #[arg(long, env = "TESSERA_PUBLIC_IP")]
-    pub public_ip: Option<IpAddr>,
-    /// UDP port range for media, as LOW-HIGH (default: ephemeral ports).
-    #[arg(long, env = "TESSERA_UDP_PORTS")]
-    pub udp_ports: Option<String>,
-    /// Width of the mixed video.
-    #[arg(long, env = "TESSERA_WIDTH")]
-    pub width: Option<u32>,
-    /// Height of the mixed video.
-    #[arg(long, env = "TESSERA_HEIGHT")]
-    pub height: Option<u32>,
-    /// Frame rate of the mixed video.
-    #[arg(long, env = "TESSERA_FPS")]
-    pub fps: Option<u32>,
-    /// Bitrate of the mixed video in kbit/s (the high tier, VP8).
-    #[arg(long, env = "TESSERA_VIDEO_KBPS")]
-    pub video_kbps: Option<u32>,
-    /// Bitrate of the low tier (half the canvas) in kbit/s (VP8).
-    #[arg(long, env = "TESSERA_LOW_VIDEO_KBPS")]
-    pub low_video_kbps: Option<u32>,
-    /// Bitrate of the H.264 high tier in kbit/s (default: as VP8's).
-    #[arg(long, env = "TESSERA_H264_VIDEO_KBPS")]
-    pub h264_video_kbps: Option<u32>,
-    /// Bitrate of the H.264 low tier in kbit/s (default: as VP8's).
-    #[arg(long, env = "TESSERA_H264_LOW_VIDEO_KBPS")]
-    pub h264_low_video_kbps: Option<u32>,
-    /// Most sending sessions (tiles) in one room.
-    #[arg(long, env = "TESSERA_MAX_PARTICIPANTS")]
-    pub max_participants: Option<usize>,
-    /// Seconds a room lives on after it became empty.
-    #[arg(long, env = "TESSERA_ROOM_LINGER_SECS")]
-    pub room_linger_secs: Option<f64>,
-    /// A directory whose `*.pipeline` files override the embedded GStreamer descriptions.
-    #[arg(long, env = "TESSERA_PIPELINES_DIR")]
-    pub pipelines_dir: Option<PathBuf>,
-    /// Where recordings are written (one folder per room).
-    #[arg(long, env = "TESSERA_RECORDINGS_DIR")]
-    pub recordings_dir: Option<PathBuf>,
-    /// Record every room from its start, in this format (`webm` or `mp4`).
-    #[arg(long, env = "TESSERA_AUTO_RECORD")]
-    pub auto_record: Option<String>,
-}
-
-/// The same settings as they may appear in the TOML file (all optional).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    rtc_ip: Option<IpAddr>,
-    public_ip: Option<IpAddr>,
-    udp_ports: Option<String>,
-    width: Option<u32>,
-    height: Option<u32>,
-    fps: Option<u32>,
-    video_kbps: Option<u32>,
-    low_video_kbps: Option<u32>,
-    h264_video_kbps: Option<u32>,
-    h264_low_video_kbps: Option<u32>,
-    max_participants: Option<usize>,
-    room_linger_secs: Option<f64>,
-    pipelines_dir: Option<PathBuf>,
-    recordings_dir: Option<PathBuf>,
-    auto_record: Option<String>,
-}
 
 /// A range of UDP ports, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +121,8 @@ pub struct Config {
     pub recordings_dir: PathBuf,
     /// Record every room from its start.
     pub auto_record: Option<RecordingFormat>,
+    /// HTTPS.
+    pub tls: TlsConfig,
 }
 
 /// A configuration that cannot be used.
@@ -266,6 +174,7 @@ impl Default for Config {
             pipelines_dir: None,
             recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
             auto_record: None,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -327,6 +236,22 @@ impl Config {
         if let Some(format) = pick!(auto_record) {
             c.auto_record = Some(format.parse().map_err(ConfigError::Invalid)?);
         }
+        c.tls = tls::TlsArgs {
+            cert: pick!(tls_cert),
+            key: pick!(tls_key),
+            self_signed: args.tls_self_signed || file.tls_self_signed.unwrap_or(false),
+            acme_domains: if args.acme_domains.is_empty() {
+                file.acme_domains.clone().unwrap_or_default()
+            } else {
+                args.acme_domains.clone()
+            },
+            acme_email: pick!(acme_email),
+            acme_directory: pick!(acme_directory),
+            acme_cache: pick!(acme_cache),
+            acme_ca_roots: pick!(acme_ca_roots),
+            redirect_port: pick!(http_redirect_port),
+        }
+        .into_config()?;
         c.validate()?;
         Ok(c)
     }

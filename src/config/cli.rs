@@ -1,0 +1,151 @@
+//! The command line (clap) and the TOML file (serde): the same settings, all optional, merged
+//! by [`super::Config::from_args`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "tessera: a WebRTC conference server that mixes (MCU)"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve rooms over WHIP/WHEP.
+    Serve(ServeArgs),
+}
+
+/// Flags of `tessera serve`; each can also come from `TESSERA_<NAME>` or from the TOML file.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port of the HTTP interface.
+    #[arg(long, env = "TESSERA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The only local address ICE gathers candidates on (default: every non-loopback interface).
+    #[arg(long, env = "TESSERA_RTC_IP")]
+    pub rtc_ip: Option<IpAddr>,
+    /// The public address of a 1:1 NAT (cloud hosts): advertised instead of the local one.
+    #[arg(long, env = "TESSERA_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
+    /// UDP port range for media, as LOW-HIGH (default: ephemeral ports).
+    #[arg(long, env = "TESSERA_UDP_PORTS")]
+    pub udp_ports: Option<String>,
+    /// Width of the mixed video.
+    #[arg(long, env = "TESSERA_WIDTH")]
+    pub width: Option<u32>,
+    /// Height of the mixed video.
+    #[arg(long, env = "TESSERA_HEIGHT")]
+    pub height: Option<u32>,
+    /// Frame rate of the mixed video.
+    #[arg(long, env = "TESSERA_FPS")]
+    pub fps: Option<u32>,
+    /// Bitrate of the mixed video in kbit/s (the high tier, VP8).
+    #[arg(long, env = "TESSERA_VIDEO_KBPS")]
+    pub video_kbps: Option<u32>,
+    /// Bitrate of the low tier (half the canvas) in kbit/s (VP8).
+    #[arg(long, env = "TESSERA_LOW_VIDEO_KBPS")]
+    pub low_video_kbps: Option<u32>,
+    /// Bitrate of the H.264 high tier in kbit/s (default: as VP8's).
+    #[arg(long, env = "TESSERA_H264_VIDEO_KBPS")]
+    pub h264_video_kbps: Option<u32>,
+    /// Bitrate of the H.264 low tier in kbit/s (default: as VP8's).
+    #[arg(long, env = "TESSERA_H264_LOW_VIDEO_KBPS")]
+    pub h264_low_video_kbps: Option<u32>,
+    /// Most sending sessions (tiles) in one room.
+    #[arg(long, env = "TESSERA_MAX_PARTICIPANTS")]
+    pub max_participants: Option<usize>,
+    /// Seconds a room lives on after it became empty.
+    #[arg(long, env = "TESSERA_ROOM_LINGER_SECS")]
+    pub room_linger_secs: Option<f64>,
+    /// A directory whose `*.pipeline` files override the embedded GStreamer descriptions.
+    #[arg(long, env = "TESSERA_PIPELINES_DIR")]
+    pub pipelines_dir: Option<PathBuf>,
+    /// Where recordings are written (one folder per room).
+    #[arg(long, env = "TESSERA_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+    /// Record every room from its start, in this format (`webm` or `mp4`).
+    #[arg(long, env = "TESSERA_AUTO_RECORD")]
+    pub auto_record: Option<String>,
+
+    /// HTTPS with this PEM certificate chain (and `--tls-key`); a changed file (a renewal) is
+    /// picked up by new connections without a restart.
+    #[arg(long, env = "TESSERA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "TESSERA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTPS with a self-signed certificate for localhost, 127.0.0.1 and the `--rtc-ip` and
+    /// `--public-ip` addresses (a trial on a LAN); its SHA-256 fingerprint is logged at start.
+    #[arg(long, env = "TESSERA_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// HTTPS with a certificate for this name obtained over ACME (RFC 8555, TLS-ALPN-01 on
+    /// the HTTPS port) and renewed before it expires; repeat for more names.
+    #[arg(
+        long = "acme-domain",
+        env = "TESSERA_ACME_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub acme_domains: Vec<String>,
+    /// The contact address given to the ACME server (expiry warnings go there).
+    #[arg(long, env = "TESSERA_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// The ACME directory (default: Let's Encrypt's production directory).
+    #[arg(long, env = "TESSERA_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// Where the ACME account and certificates are kept between runs.
+    #[arg(long, env = "TESSERA_ACME_CACHE")]
+    pub acme_cache: Option<PathBuf>,
+    /// PEM roots to trust for the ACME directory's own HTTPS (a private ACME server such as
+    /// pebble); public directories need none.
+    #[arg(long, env = "TESSERA_ACME_CA_ROOTS")]
+    pub acme_ca_roots: Option<PathBuf>,
+    /// Also listen on this port (same address) with plain HTTP that redirects to HTTPS.
+    #[arg(long, env = "TESSERA_HTTP_REDIRECT_PORT")]
+    pub http_redirect_port: Option<u16>,
+}
+
+/// The same settings as they may appear in the TOML file (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) listen: Option<SocketAddr>,
+    pub(super) rtc_ip: Option<IpAddr>,
+    pub(super) public_ip: Option<IpAddr>,
+    pub(super) udp_ports: Option<String>,
+    pub(super) width: Option<u32>,
+    pub(super) height: Option<u32>,
+    pub(super) fps: Option<u32>,
+    pub(super) video_kbps: Option<u32>,
+    pub(super) low_video_kbps: Option<u32>,
+    pub(super) h264_video_kbps: Option<u32>,
+    pub(super) h264_low_video_kbps: Option<u32>,
+    pub(super) max_participants: Option<usize>,
+    pub(super) room_linger_secs: Option<f64>,
+    pub(super) pipelines_dir: Option<PathBuf>,
+    pub(super) recordings_dir: Option<PathBuf>,
+    pub(super) auto_record: Option<String>,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
+    pub(super) tls_self_signed: Option<bool>,
+    pub(super) acme_domains: Option<Vec<String>>,
+    pub(super) acme_email: Option<String>,
+    pub(super) acme_directory: Option<String>,
+    pub(super) acme_cache: Option<PathBuf>,
+    pub(super) acme_ca_roots: Option<PathBuf>,
+    pub(super) http_redirect_port: Option<u16>,
+}
