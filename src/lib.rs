@@ -15,6 +15,7 @@
 //! 9. A bad request gets a 4xx with a JSON body and touches nothing else; a pipeline error ends
 //!    only its room; a failed peer leaves only its session.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod media;
@@ -49,8 +50,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
+    let auth = Arc::new(auth::Auth::new(config.api_keys.clone()));
     let rooms = room::Rooms::new(Arc::new(config), media);
-    let routes = http::routes(rooms.clone());
+    let routes = http::routes(rooms.clone(), auth);
     let stop = CancellationToken::new();
     let redirect = match listeners.redirect {
         Some(listener) => {

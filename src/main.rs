@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tessera::config::{Cli, Command, Config};
+use tessera::auth::{ANY_ROOM, Claims, Grant};
+use tessera::config::{Cli, Command, Config, TokenArgs};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,8 +18,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Token(args) => {
+            // The token alone on stdout, so `$(tessera token ...)` is the token.
+            println!("{}", token(args)?);
+            Ok(())
+        }
         Command::Serve(args) => {
-            let config = Config::from_args(args).context("invalid configuration")?;
+            let config = Config::from_args(*args).context("invalid configuration")?;
             let http = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding the HTTP listener on {}", config.listen))?;
@@ -51,10 +57,60 @@ async fn main() -> anyhow::Result<()> {
                      localhost); see --tls-cert, --acme-domain or --tls-self-signed"
                 );
             }
+            if config.api_keys.is_empty() {
+                tracing::warn!(
+                    "no API key is configured: anyone who reaches this server can join, watch, \
+                     record and administer every room (see --api-key, --require-auth)"
+                );
+            }
             let listeners = tessera::Listeners { http, redirect };
             tessera::run(listeners, tls, config, shutdown_signal()).await
         }
     }
+}
+
+/// `tessera token`: signs the claims the flags describe.
+fn token(args: TokenArgs) -> anyhow::Result<String> {
+    let keys = tessera::config::read_keys(args.config.as_deref(), args.api_key, args.api_secret)?;
+    let key = keys.first().context(
+        "no API key: give --api-key and --api-secret (or TESSERA_API_KEY/TESSERA_API_SECRET, \
+         or a --config file with [[api_keys]])",
+    )?;
+    let mut grants = args
+        .grants
+        .iter()
+        .map(|g| g.parse::<Grant>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let room = if args.admin {
+        grants.push(Grant::Admin);
+        args.room.unwrap_or_else(|| ANY_ROOM.to_owned())
+    } else {
+        args.room
+            .context("--room ROOM (or * for every room) is needed")?
+    };
+    anyhow::ensure!(
+        !grants.is_empty(),
+        "give at least one --grant (join, contribute, view, record, admin)"
+    );
+    grants.dedup();
+    let ttl = humantime::parse_duration(&args.ttl)
+        .with_context(|| format!("--ttl {:?}: use e.g. 6h, 30m or 2d", args.ttl))?;
+    let identity = match args.identity {
+        Some(i) => i,
+        None if args.admin => "admin".to_owned(),
+        None => anyhow::bail!("--identity (who the token is for) is needed"),
+    };
+    let claims = Claims {
+        iss: key.key.clone(),
+        sub: identity,
+        name: args.name,
+        exp: tessera::auth::now() + ttl.as_secs(),
+        nbf: None,
+        room,
+        grants,
+    };
+    Ok(tessera::auth::mint(key, &claims)?)
 }
 
 async fn shutdown_signal() {

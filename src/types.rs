@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct SessionId(pub u64);
 
 impl SessionId {
-    /// A fresh random id. The session URL is the only credential for DELETE/PATCH (RFC 9725
-    /// leaves authorisation to the deployment), so it must not be guessable from another's.
+    /// A fresh random id. Public: the room's state and events name sessions by it. The secret
+    /// that makes a session's URL is a [`SessionSecret`].
     pub fn random() -> SessionId {
         SessionId(rand::random::<u64>() >> 11) // 53 bits: exact in JSON numbers too
     }
@@ -22,6 +22,61 @@ impl SessionId {
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:x}", self.0)
+    }
+}
+
+/// The secret part of a session's URL (`/rooms/{room}/sessions/{secret}`): 128 random bits.
+/// Holding it is holding the session (RFC 9725's session URL); it is never published.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionSecret(u128);
+
+impl SessionSecret {
+    /// A fresh secret.
+    pub fn random() -> SessionSecret {
+        SessionSecret(rand::random())
+    }
+
+    /// Reads the 32 hex digits of a URL.
+    pub fn parse(s: &str) -> Option<SessionSecret> {
+        (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u128::from_str_radix(s, 16).ok().map(SessionSecret))
+            .flatten()
+    }
+}
+
+impl fmt::Display for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    // Logs name sessions by their public id; a secret in a log would hand the session over.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(..)")
+    }
+}
+
+/// How a request names a session: by its URL's secret (the owner's way) or by its public id
+/// (an administrator's way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRef {
+    /// The last segment of the session URL.
+    Secret(SessionSecret),
+    /// The `id` of `GET /rooms/{room}`.
+    Public(SessionId),
+}
+
+impl SessionRef {
+    /// A path segment: 32 hex digits are a secret, up to 16 a public id.
+    pub fn parse(segment: &str) -> Option<SessionRef> {
+        if let Some(secret) = SessionSecret::parse(segment) {
+            return Some(SessionRef::Secret(secret));
+        }
+        (!segment.is_empty() && segment.len() <= 16)
+            .then(|| u64::from_str_radix(segment, 16).ok())
+            .flatten()
+            .map(|id| SessionRef::Public(SessionId(id)))
     }
 }
 
@@ -259,5 +314,44 @@ impl std::str::FromStr for RecordingFormat {
             "mp4" => Ok(RecordingFormat::Mp4),
             other => Err(format!("the format must be webm or mp4, not {other:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_segment_names_a_session_by_its_secret_or_its_public_id() {
+        let secret = SessionSecret::random();
+        let text = secret.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(
+            SessionRef::parse(&text),
+            Some(SessionRef::Secret(secret)),
+            "a secret reads back"
+        );
+        assert_eq!(
+            SessionRef::parse("1f"),
+            Some(SessionRef::Public(SessionId(0x1f)))
+        );
+        let id = SessionId::random();
+        assert_eq!(
+            SessionRef::parse(&id.to_string()),
+            Some(SessionRef::Public(id))
+        );
+        for bad in [
+            "",
+            "xyz",
+            "0123456789abcdef0",
+            &"g".repeat(32),
+            &"0".repeat(33),
+        ] {
+            assert_eq!(SessionRef::parse(bad), None, "{bad:?}");
+        }
+        assert!(
+            !format!("{secret:?}").contains(&text),
+            "Debug hides the secret"
+        );
     }
 }

@@ -24,7 +24,41 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve rooms over WHIP/WHEP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Print an access token (signed with the same keys `serve` uses).
+    Token(TokenArgs),
+}
+
+/// Flags of `tessera token`.
+#[derive(Debug, Default, Args)]
+pub struct TokenArgs {
+    /// The TOML file `serve` reads (for its keys).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The key to sign with (default: the only or first configured).
+    #[arg(long, env = "TESSERA_API_KEY")]
+    pub api_key: Option<String>,
+    /// The secret of `--api-key`.
+    #[arg(long, env = "TESSERA_API_SECRET", hide_env_values = true)]
+    pub api_secret: Option<String>,
+    /// The room the token is for (`*`: every room).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Who it is for: sessions made with it are this identity's own.
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// The name shown in the room.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// What it allows: join, contribute, view, record or admin (repeatable).
+    #[arg(long = "grant")]
+    pub grants: Vec<String>,
+    /// How long it is valid (e.g. 6h, 30m, 2d).
+    #[arg(long, default_value = "6h")]
+    pub ttl: String,
+    /// A server administrator's token: every room, the admin grant.
+    #[arg(long)]
+    pub admin: bool,
 }
 
 /// Flags of `tessera serve`; each can also come from `TESSERA_<NAME>` or from the TOML file.
@@ -117,6 +151,17 @@ pub struct ServeArgs {
     /// Also listen on this port (same address) with plain HTTP that redirects to HTTPS.
     #[arg(long, env = "TESSERA_HTTP_REDIRECT_PORT")]
     pub http_redirect_port: Option<u16>,
+
+    /// Require access tokens signed with this key's secret (the TOML file may list several
+    /// keys as `[[api_keys]]`); without any key the server is open to anyone.
+    #[arg(long, env = "TESSERA_API_KEY")]
+    pub api_key: Option<String>,
+    /// The secret of `--api-key` (at least 32 characters).
+    #[arg(long, env = "TESSERA_API_SECRET", hide_env_values = true)]
+    pub api_secret: Option<String>,
+    /// Refuse to start without a key (a server that must never run open).
+    #[arg(long, env = "TESSERA_REQUIRE_AUTH")]
+    pub require_auth: bool,
 }
 
 /// The same settings as they may appear in the TOML file (all optional).
@@ -148,4 +193,6 @@ pub(super) struct FileConfig {
     pub(super) acme_cache: Option<PathBuf>,
     pub(super) acme_ca_roots: Option<PathBuf>,
     pub(super) http_redirect_port: Option<u16>,
+    pub(super) api_keys: Option<Vec<crate::auth::ApiKey>>,
+    pub(super) require_auth: Option<bool>,
 }

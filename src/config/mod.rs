@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod cli;
+mod keys;
 mod tls;
 
 use cli::FileConfig;
-pub use cli::{Cli, Command, ServeArgs};
+pub use cli::{Cli, Command, ServeArgs, TokenArgs};
+pub use keys::{api_keys, read_keys};
 pub use tls::{AcmeConfig, DEFAULT_ACME_CACHE, LETS_ENCRYPT_DIRECTORY, TlsConfig, TlsMode};
 
 use crate::types::{OutputKey, RecordingFormat, Tier, VideoCodec};
@@ -123,6 +125,8 @@ pub struct Config {
     pub auto_record: Option<RecordingFormat>,
     /// HTTPS.
     pub tls: TlsConfig,
+    /// The keys access tokens are signed with (none: the server is open).
+    pub api_keys: Vec<crate::auth::ApiKey>,
 }
 
 /// A configuration that cannot be used.
@@ -175,6 +179,7 @@ impl Default for Config {
             recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
             auto_record: None,
             tls: TlsConfig::default(),
+            api_keys: Vec::new(),
         }
     }
 }
@@ -252,6 +257,19 @@ impl Config {
             redirect_port: pick!(http_redirect_port),
         }
         .into_config()?;
+        c.api_keys = api_keys(
+            args.api_key.clone(),
+            args.api_secret.clone(),
+            file.api_keys.clone().unwrap_or_default(),
+        )?;
+        let require_auth = args.require_auth || file.require_auth.unwrap_or(false);
+        if require_auth && c.api_keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "--require-auth: no API key is configured (--api-key and --api-secret, or \
+                 [[api_keys]] in the configuration file)"
+                    .into(),
+            ));
+        }
         c.validate()?;
         Ok(c)
     }

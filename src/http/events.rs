@@ -2,6 +2,7 @@
 //! snapshot first. Each stream reads its room's own channel.
 
 use super::Reply;
+use super::access::{Authz, allow};
 use super::reply::error;
 use crate::room::Rooms;
 use crate::room::events::RoomEvent;
@@ -26,7 +27,7 @@ impl Drop for EventStream {
 
 /// The room's event stream: a snapshot, then every event of that room as it happens. A reader
 /// that falls behind its room's channel gets a fresh snapshot instead of the events it missed.
-pub(super) fn events(room: String, rooms: Rooms) -> Reply {
+pub(super) fn events(room: String, authz: Authz, rooms: Rooms) -> Reply {
     use futures::StreamExt;
     use warp::Reply as _;
     if !valid_room_name(&room) {
@@ -35,6 +36,9 @@ pub(super) fn events(room: String, rooms: Rooms) -> Reply {
             "invalid_room_name",
             "room names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
         );
+    }
+    if let Err(reply) = allow(authz, |c| c.may_read_room(&room)) {
+        return reply;
     }
     // Subscribed before the snapshot is taken, so nothing falls between the two. The room's
     // own channel: another room's events never reach (or delay) this reader.

@@ -7,15 +7,21 @@
 //!
 //! | group | routes |
 //! |---|---|
-//! | public | `GET /healthz`; the browser client: `GET /`, `/view.html`, `/js/*`, `/style.css` |
-//! | a session's own | `POST /rooms/{room}/whip` and `/whep` (offer → 201 + answer + `Location`); `PATCH`, `DELETE` `/rooms/{room}/sessions/{id}`; `PUT .../mute` |
-//! | a room's | `GET /rooms/{room}` (state), `GET /rooms/{room}/events` (SSE); recordings: `POST`/`GET /rooms/{room}/recordings`, `DELETE .../{id}`, `GET .../{id}/file` |
-//! | the server's | `GET /rooms` (every room), `GET /debug/counts` |
+//! | group | routes | who (with tokens on) |
+//! |---|---|---|
+//! | public | `GET /healthz`; the browser client: `GET /`, `/view.html`, `/js/*`, `/style.css` | anyone |
+//! | a session's own | `POST /rooms/{room}/whip` and `/whep` (offer → 201 + answer + `Location`); `PATCH`, `DELETE` `/rooms/{room}/sessions/{secret}`; `PUT .../mute` | `join`/`contribute`/`view` for the room; then the session's identity |
+//! | a room's | `GET /rooms/{room}` (state), `GET /rooms/{room}/events` (SSE); recordings: `POST`/`GET /rooms/{room}/recordings`, `DELETE .../{id}`, `GET .../{id}/file`; administration: `DELETE /rooms/{room}`, `DELETE`/`PUT .../mute` of `/rooms/{room}/sessions/{public id}` | any grant for the room to read; `record`; `admin` |
+//! | the server's | `GET /rooms` (every room), `GET /debug/counts` | `admin` for room `*` |
+//!
+//! The check for each group is in its handlers, through `access.rs`: the caller is read once
+//! per request, then each handler asks the policy (`crate::auth::policy`) what it may do.
 //!
 //! `OPTIONS` answers CORS preflights (and RFC 9725's `OPTIONS`) on every resource. A path that
 //! is no resource is `404` whatever the method; a resource asked with a method it does not take
 //! is `405` with `Allow` (`table.rs` says which is which).
 
+mod access;
 mod body;
 mod events;
 mod recordings;
@@ -26,11 +32,13 @@ mod whip;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use serde::Serialize;
 use warp::Filter;
 use warp::http::{Method, Response, StatusCode, header};
 
+use crate::auth::Auth;
 use crate::room::Rooms;
 
 pub use body::MAX_BODY;
@@ -38,28 +46,31 @@ pub use reply::ErrorBody;
 /// A JSON error answer, for the other servers (the HTTPS redirect) to answer alike.
 pub(crate) use reply::error as error_reply;
 
+use access::{Authz, allow};
 use body::limited_body;
-use reply::{error, json};
+use reply::{empty, error, json};
 use whip::Endpoint;
 
 /// The media type of trickle ICE fragments (RFC 8840).
 const TRICKLE_TYPE: &str = "application/trickle-ice-sdpfrag";
 /// Response headers a browser page on another origin may read (WHIP/WHEP clients need them).
-const EXPOSED: &str = "location, etag, accept-patch, link, allow";
+const EXPOSED: &str =
+    "location, etag, accept-patch, link, allow, www-authenticate, tessera-session-id";
 
 type Reply = warp::reply::Response;
 type Routes = warp::filters::BoxedFilter<(Reply,)>;
 
-/// Every route of the server.
+/// Every route of the server; `auth` says who may call which.
 pub fn routes(
     rooms: Rooms,
+    auth: Arc<Auth>,
 ) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    public()
-        .or(session(rooms.clone()))
+    public(&auth)
+        .or(session(rooms.clone(), auth.clone()))
         .unify()
-        .or(room(rooms.clone()))
+        .or(room(rooms.clone(), auth.clone()))
         .unify()
-        .or(server(rooms))
+        .or(server(rooms, auth))
         .unify()
         .or(preflight())
         .unify()
@@ -87,11 +98,22 @@ fn with_rooms(rooms: Rooms) -> impl Filter<Extract = (Rooms,), Error = Infallibl
     warp::any().map(move || rooms.clone())
 }
 
+fn with_auth(auth: Arc<Auth>) -> impl Filter<Extract = (Arc<Auth>,), Error = Infallible> + Clone {
+    warp::any().map(move || auth.clone())
+}
+
 /// Anyone: the health check and the browser client's files.
-fn public() -> Routes {
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json(StatusCode::OK, &Health { status: "ok" }));
+fn public(auth: &Auth) -> Routes {
+    let tokens = auth.enabled();
+    let health = warp::path!("healthz").and(warp::get()).map(move || {
+        json(
+            StatusCode::OK,
+            &Health {
+                status: "ok",
+                tokens,
+            },
+        )
+    });
     let pages = warp::path::tail()
         .and_then(|tail: warp::path::Tail| async move {
             web::file(tail.as_str()).ok_or_else(warp::reject::not_found)
@@ -103,16 +125,20 @@ fn public() -> Routes {
 
 /// A session's own requests: joining (which makes the session) and what only that session
 /// does to itself.
-fn session(rooms: Rooms) -> Routes {
+fn session(rooms: Rooms, auth: Arc<Auth>) -> Routes {
+    let caller = access::caller(auth);
     let join = warp::path!("rooms" / String / Endpoint)
         .and(warp::post())
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::query::<HashMap<String, String>>())
         .and(limited_body())
+        .and(caller.clone())
         .and(with_rooms(rooms.clone()))
         .then(whip::join);
+    // By the session's secret (its owner) or its public id (an administrator).
     let leave = warp::path!("rooms" / String / "sessions" / String)
         .and(warp::delete())
+        .and(caller.clone())
         .and(with_rooms(rooms.clone()))
         .then(whip::leave);
     let patch = warp::path!("rooms" / String / "sessions" / String)
@@ -120,11 +146,13 @@ fn session(rooms: Rooms) -> Routes {
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<String>("if-match"))
         .and(limited_body())
+        .and(caller.clone())
         .and(with_rooms(rooms.clone()))
         .then(whip::trickle);
     let mute = warp::path!("rooms" / String / "sessions" / String / "mute")
         .and(warp::put())
         .and(limited_body())
+        .and(caller)
         .and(with_rooms(rooms))
         .then(whip::mute);
     join.or(leave)
@@ -136,43 +164,70 @@ fn session(rooms: Rooms) -> Routes {
         .boxed()
 }
 
-/// A room's: its state, its events, its recordings.
-fn room(rooms: Rooms) -> Routes {
+/// A room's: its state, its events, its recordings, its end.
+fn room(rooms: Rooms, auth: Arc<Auth>) -> Routes {
+    let caller = access::caller(auth.clone());
     let info = warp::path!("rooms" / String)
         .and(warp::get())
+        .and(caller.clone())
         .and(with_rooms(rooms.clone()))
-        .then(|room: String, rooms: Rooms| async move {
+        .then(|room: String, authz: Authz, rooms: Rooms| async move {
+            if let Err(reply) = allow(authz, |c| c.may_read_room(&room)) {
+                return reply;
+            }
             match rooms.info(&room).await {
                 Some(info) => json(StatusCode::OK, &info),
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_room",
-                    &format!("no room named {room:?}"),
-                ),
+                None => unknown_room(&room),
+            }
+        });
+    let end = warp::path!("rooms" / String)
+        .and(warp::delete())
+        .and(caller.clone())
+        .and(with_rooms(rooms.clone()))
+        .then(|room: String, authz: Authz, rooms: Rooms| async move {
+            if let Err(reply) = allow(authz, |c| c.may_administer(&room)) {
+                return reply;
+            }
+            if rooms.end(&room).await {
+                empty(StatusCode::NO_CONTENT)
+            } else {
+                unknown_room(&room)
             }
         });
     let events = warp::path!("rooms" / String / "events")
         .and(warp::get())
+        .and(caller.clone())
         .and(with_rooms(rooms.clone()))
         .map(events::events);
     let start_recording = warp::path!("rooms" / String / "recordings")
         .and(warp::post())
         .and(limited_body())
+        .and(caller.clone())
+        .and(with_auth(auth.clone()))
         .and(with_rooms(rooms.clone()))
         .then(recordings::start_recording);
     let list_recordings = warp::path!("rooms" / String / "recordings")
         .and(warp::get())
+        .and(caller.clone())
+        .and(with_auth(auth.clone()))
         .and(with_rooms(rooms.clone()))
-        .map(|room: String, rooms: Rooms| json(StatusCode::OK, &rooms.recordings(&room)));
+        .map(recordings::list);
     let stop_recording = warp::path!("rooms" / String / "recordings" / String)
         .and(warp::delete())
+        .and(caller.clone())
+        .and(with_auth(auth.clone()))
         .and(with_rooms(rooms.clone()))
         .then(recordings::stop_recording);
     let recording_file = warp::path!("rooms" / String / "recordings" / String / "file")
         .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(caller)
+        .and(with_auth(auth))
         .and(with_rooms(rooms))
         .then(recordings::recording_file);
-    info.or(events)
+    info.or(end)
+        .unify()
+        .or(events)
         .unify()
         .or(start_recording)
         .unify()
@@ -186,15 +241,36 @@ fn room(rooms: Rooms) -> Routes {
 }
 
 /// The server's: every room, the debug counts.
-fn server(rooms: Rooms) -> Routes {
+fn server(rooms: Rooms, auth: Arc<Auth>) -> Routes {
+    let caller = access::caller(auth);
     let list = warp::path!("rooms")
         .and(warp::get())
+        .and(caller.clone())
         .and(with_rooms(rooms))
-        .then(|rooms: Rooms| async move { json(StatusCode::OK, &rooms.list().await) });
+        .then(|authz: Authz, rooms: Rooms| async move {
+            match allow(authz, |c| c.may_administer_server()) {
+                Ok(_) => json(StatusCode::OK, &rooms.list().await),
+                Err(reply) => reply,
+            }
+        });
     let counts = warp::path!("debug" / "counts")
         .and(warp::get())
-        .map(|| json(StatusCode::OK, &crate::metrics::snapshot()));
+        .and(caller)
+        .map(
+            |authz: Authz| match allow(authz, |c| c.may_administer_server()) {
+                Ok(_) => json(StatusCode::OK, &crate::metrics::snapshot()),
+                Err(reply) => reply,
+            },
+        );
     list.or(counts).unify().boxed()
+}
+
+fn unknown_room(room: &str) -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_room",
+        &format!("no room named {room:?}"),
+    )
 }
 
 /// CORS preflight and RFC 9725's `OPTIONS`: what each resource takes.
@@ -272,4 +348,6 @@ async fn recover(rejection: warp::Rejection) -> Result<Reply, Infallible> {
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
+    /// Whether requests need an access token: a page opened without one says so at once.
+    tokens: bool,
 }

@@ -11,7 +11,7 @@ pub fn allowed_methods(path: &str, is_page: impl Fn(&str) -> bool) -> Option<&'s
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let allowed: &'static [Method] = match segments.as_slice() {
         ["healthz"] | ["rooms"] | ["debug", "counts"] => GET,
-        ["rooms", _room] => GET,
+        ["rooms", _room] => &[Method::GET, Method::DELETE],
         ["rooms", _room, "whip" | "whep"] => &[Method::POST],
         ["rooms", _room, "sessions", _id] => &[Method::PATCH, Method::DELETE],
         ["rooms", _room, "sessions", _id, "mute"] => &[Method::PUT],

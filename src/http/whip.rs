@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use warp::http::{Response, StatusCode, header};
 
+use super::access::{Authz, allow, forbidden, unauthorized};
 use super::body::{has_media_type, is_sdp};
 use super::reply::{empty, error};
 use super::{Reply, TRICKLE_TYPE};
-use crate::room::{JoinError, Rooms, TrickleError, valid_room_name};
+use crate::room::{JoinError, Rooms, SessionError, TrickleError, valid_room_name};
 use crate::sdp::parse_fragment;
-use crate::types::SessionId;
+use crate::types::{SessionRef, SessionSecret};
 
 /// Where an offer goes: WHIP (to send, or to send and receive) or WHEP (to watch). Any other
 /// last segment is no route at all (a path parameter that does not parse rejects the route).
@@ -39,6 +40,7 @@ pub(super) async fn join(
     content_type: Option<String>,
     query: HashMap<String, String>,
     body: Result<Bytes, Reply>,
+    authz: Authz,
     rooms: Rooms,
 ) -> Reply {
     let body = match body {
@@ -53,6 +55,11 @@ pub(super) async fn join(
             "room names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
         );
     }
+    // Before the offer is read: a stranger's offer costs no SDP parsing, let alone a room.
+    let caller = match allow(authz, |c| c.may_offer(&room, whep)) {
+        Ok(caller) => caller,
+        Err(reply) => return reply,
+    };
     if !is_sdp(content_type.as_deref()) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -82,11 +89,13 @@ pub(super) async fn join(
         .get("name")
         .map(|n| n.trim().chars().take(64).collect::<String>())
         .filter(|n| !n.is_empty());
-    match rooms.join(&room, whep, offer, name, quality).await {
+    match rooms.join(&room, whep, offer, name, quality, caller).await {
         Ok(answer) => Response::builder()
             .status(StatusCode::CREATED)
             .header(header::CONTENT_TYPE, "application/sdp")
-            .header(header::LOCATION, session_path(&room, answer.session))
+            .header(header::LOCATION, session_path(&room, answer.secret))
+            // The public id the room's state and events use for it: a page marks itself.
+            .header("tessera-session-id", answer.session.to_string())
             .header(header::ETAG, answer.etag)
             .header("accept-patch", TRICKLE_TYPE)
             .body(answer.sdp.into())
@@ -95,8 +104,9 @@ pub(super) async fn join(
     }
 }
 
-fn session_path(room: &str, session: SessionId) -> String {
-    format!("/rooms/{room}/sessions/{session}")
+/// A session's URL: its secret is the last segment.
+fn session_path(room: &str, secret: SessionSecret) -> String {
+    format!("/rooms/{room}/sessions/{secret}")
 }
 
 fn join_error(e: JoinError) -> Reply {
@@ -105,18 +115,27 @@ fn join_error(e: JoinError) -> Reply {
         JoinError::UnsupportedCodec(_) => (StatusCode::BAD_REQUEST, "unsupported_codec"),
         // 403: the request is understood and refused by policy; RFC 9725 has no code of its own.
         JoinError::RoomFull(_) => (StatusCode::FORBIDDEN, "room_full"),
+        JoinError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         JoinError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         JoinError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     error(status, code, &e.to_string())
 }
 
-/// The session id of a URL segment, if the room name is valid and the segment is hex.
-pub(super) fn session_id(room: &str, session: &str) -> Option<SessionId> {
+/// The session a URL segment names (its secret, or its public id), if the room name is valid.
+fn session_ref(room: &str, session: &str) -> Option<SessionRef> {
     if !valid_room_name(room) {
         return None;
     }
-    u64::from_str_radix(session, 16).ok().map(SessionId)
+    SessionRef::parse(session)
+}
+
+/// The answer for a session request the room refused.
+fn session_error(e: SessionError, room: &str, session: &str) -> Reply {
+    match e {
+        SessionError::Unknown => unknown_session(room, session),
+        SessionError::Denied(d) => forbidden(&d),
+    }
 }
 
 fn unknown_session(room: &str, session: &str) -> Reply {
@@ -127,15 +146,18 @@ fn unknown_session(room: &str, session: &str) -> Reply {
     )
 }
 
-pub(super) async fn leave(room: String, session: String, rooms: Rooms) -> Reply {
-    let found = match session_id(&room, &session) {
-        Some(id) => rooms.leave(&room, id).await,
-        None => false,
+/// `DELETE`: its owner leaves, or an administrator removes it (by its public id).
+pub(super) async fn leave(room: String, session: String, authz: Authz, rooms: Rooms) -> Reply {
+    let caller = match authz {
+        Ok(caller) => caller,
+        Err(e) => return unauthorized(&e),
     };
-    if found {
-        empty(StatusCode::OK)
-    } else {
-        unknown_session(&room, &session)
+    let Some(target) = session_ref(&room, &session) else {
+        return unknown_session(&room, &session);
+    };
+    match rooms.leave(&room, target, caller).await {
+        Ok(()) => empty(StatusCode::OK),
+        Err(e) => session_error(e, &room, &session),
     }
 }
 
@@ -146,13 +168,18 @@ pub(super) async fn trickle(
     content_type: Option<String>,
     if_match: Option<String>,
     body: Result<Bytes, Reply>,
+    authz: Authz,
     rooms: Rooms,
 ) -> Reply {
     let body = match body {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let Some(id) = session_id(&room, &session) else {
+    let caller = match authz {
+        Ok(caller) => caller,
+        Err(e) => return unauthorized(&e),
+    };
+    let Some(target) = session_ref(&room, &session) else {
         return unknown_session(&room, &session);
     };
     if !has_media_type(content_type.as_deref(), TRICKLE_TYPE) {
@@ -169,9 +196,13 @@ pub(super) async fn trickle(
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_fragment", &e),
     };
-    match rooms.trickle(&room, id, if_match, fragment).await {
+    match rooms
+        .trickle(&room, target, caller, if_match, fragment)
+        .await
+    {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(TrickleError::UnknownSession) => unknown_session(&room, &session),
+        Err(TrickleError::Denied(d)) => forbidden(&d),
         Err(e @ TrickleError::EtagMismatch(_)) => error(
             StatusCode::PRECONDITION_FAILED,
             "etag_mismatch",
@@ -193,17 +224,24 @@ struct MuteRequest {
     video: Option<bool>,
 }
 
+/// `PUT .../mute`: what a session stopped sending (its owner), or what the server holds muted
+/// (an administrator, by its public id).
 pub(super) async fn mute(
     room: String,
     session: String,
     body: Result<Bytes, Reply>,
+    authz: Authz,
     rooms: Rooms,
 ) -> Reply {
     let body = match body {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let Some(id) = session_id(&room, &session) else {
+    let caller = match authz {
+        Ok(caller) => caller,
+        Err(e) => return unauthorized(&e),
+    };
+    let Some(target) = session_ref(&room, &session) else {
         return unknown_session(&room, &session);
     };
     let request: MuteRequest = match serde_json::from_slice(&body) {
@@ -216,9 +254,11 @@ pub(super) async fn mute(
             );
         }
     };
-    if rooms.mute(&room, id, request.audio, request.video).await {
-        empty(StatusCode::NO_CONTENT)
-    } else {
-        unknown_session(&room, &session)
+    match rooms
+        .mute(&room, target, caller, request.audio, request.video)
+        .await
+    {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => session_error(e, &room, &session),
     }
 }

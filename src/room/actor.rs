@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::api::{Canvas, RecordingError, RoomInfo};
+use super::api::{Canvas, RecordingError, RoomInfo, SessionError, TrickleError};
 use super::context::RoomContext;
 use super::events::{LeaveReason, RoomEvent};
 use super::handle::RoomCommand;
-use super::join::Negotiated;
+use super::join::{JoinRequest, Negotiated};
 use super::keyframe::KeyframeGate;
 use super::recording::ActiveRecording;
 use super::session::{Pending, Session};
+use crate::auth::{Denied, SessionRight};
 use crate::media::{MixerEvent, MixerEvents, MixerHandle};
 use crate::metrics::{self, Live};
 use crate::peer::{self, PeerEvent};
@@ -56,6 +57,8 @@ pub(super) struct RoomActor {
     /// Each video output's measured bitrate: (bytes, when) of the last sample, and the rate.
     pub(super) output_rates: HashMap<OutputKey, (u64, Instant, f64)>,
     empty_since: Option<Instant>,
+    /// Set when the room must end now (an administrator ended it): why its sessions leave.
+    ending: Option<LeaveReason>,
     _live: Live,
 }
 
@@ -82,6 +85,7 @@ impl RoomActor {
             recordings: Vec::new(),
             output_rates: HashMap::new(),
             empty_since: Some(Instant::now()),
+            ending: None,
             _live: Live::new(&metrics::ROOMS),
         }
     }
@@ -99,7 +103,12 @@ impl RoomActor {
             let keyframe_due = self.keyframes.values().filter_map(KeyframeGate::due).min();
             let end_at = self.empty_since.map(|t| t + linger);
             tokio::select! {
-                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
+                Some(cmd) = self.commands.recv() => {
+                    self.on_command(cmd).await;
+                    if self.ending.is_some() {
+                        break;
+                    }
+                }
                 Some(ev) = self.peer_events.recv() => self.on_peer_event(ev).await,
                 events = self.mixer_events.next() => {
                     if !self.on_mixer_events(events).await {
@@ -138,13 +147,14 @@ impl RoomActor {
         // dropped unanswered, which their senders take as "room gone" and retry on a new room.
         self.ctx.registration.forget(&self.ctx.name);
         self.commands.close();
+        let reason = self.ending.unwrap_or(LeaveReason::Closed);
         for s in std::mem::take(&mut self.sessions) {
             self.mixer.remove_session(s.id).await;
             if s.kind.sends() {
                 self.ctx.publish(RoomEvent::ParticipantLeft {
                     id: s.id.to_string(),
                     name: s.name.clone(),
-                    reason: LeaveReason::Closed,
+                    reason,
                 });
             }
             self.background.spawn(s.peer.close());
@@ -185,28 +195,80 @@ impl RoomActor {
                 offer,
                 name,
                 quality,
+                caller,
                 reply,
-            } => self.begin_join(whep, offer, name, quality, reply).await,
-            RoomCommand::Leave { session, reply } => {
-                let found = self.remove_session(session, LeaveReason::Left).await;
-                let _ = reply.send(found);
+            } => {
+                let request = JoinRequest {
+                    whep,
+                    offer,
+                    name,
+                    quality,
+                    caller,
+                };
+                self.begin_join(request, reply).await
+            }
+            RoomCommand::Leave {
+                target,
+                caller,
+                reply,
+            } => {
+                let result = match self.resolve(target, &caller) {
+                    Ok((session, right)) => {
+                        let reason = match right {
+                            SessionRight::Owner => LeaveReason::Left,
+                            SessionRight::Admin => LeaveReason::Kicked,
+                        };
+                        self.remove_session(session, reason).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            RoomCommand::End { reply } => {
+                tracing::info!(room = %self.ctx.name, "ended by an administrator");
+                self.ending = Some(LeaveReason::RoomEnded);
+                let _ = reply.send(());
             }
             RoomCommand::Info { reply } => {
                 let _ = reply.send(self.info().await);
             }
             RoomCommand::Trickle {
-                session,
+                target,
+                caller,
                 if_match,
                 fragment,
                 reply,
-            } => self.trickle(session, if_match, fragment, reply),
+            } => match self.resolve(target, &caller) {
+                Ok((session, SessionRight::Owner)) => {
+                    self.trickle(session, if_match, fragment, reply)
+                }
+                Ok((_, SessionRight::Admin)) => {
+                    let denied = Denied("only the session's own client adds its candidates".into());
+                    let _ = reply.send(Err(TrickleError::Denied(denied)));
+                }
+                Err(SessionError::Unknown) => {
+                    let _ = reply.send(Err(TrickleError::UnknownSession));
+                }
+                Err(SessionError::Denied(d)) => {
+                    let _ = reply.send(Err(TrickleError::Denied(d)));
+                }
+            },
             RoomCommand::Mute {
-                session,
+                target,
+                caller,
                 audio,
                 video,
                 reply,
             } => {
-                let _ = reply.send(self.mute(session, audio, video).await);
+                let result = match self.resolve(target, &caller) {
+                    Ok((session, right)) => {
+                        self.mute(session, right, audio, video).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
             }
             RoomCommand::StartRecording { format, reply } => {
                 let _ = reply.send(self.start_recording(format).await);

@@ -3,8 +3,11 @@
 
 use serde::Serialize;
 
+use crate::auth::Denied;
 use crate::media::MixerStats;
-use crate::types::{ConnectionState, OutputKey, RecordingFormat, Rect, SessionId, SessionKind};
+use crate::types::{
+    ConnectionState, OutputKey, RecordingFormat, Rect, SessionId, SessionKind, SessionSecret,
+};
 
 /// Why a join was refused.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,9 @@ pub enum JoinError {
     /// The room has as many sending sessions as it may.
     #[error("the room is full: it holds at most {0} participants")]
     RoomFull(usize),
+    /// The caller's token does not allow the kind of session the offer makes.
+    #[error("{0}")]
+    Forbidden(Denied),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -39,6 +45,20 @@ pub enum TrickleError {
     /// (RFC 9725: 422 when only one of trickle and restart is supported).
     #[error("ICE restarts are not supported; end this session and join again")]
     RestartUnsupported,
+    /// The caller may not act on this session.
+    #[error("{0}")]
+    Denied(Denied),
+}
+
+/// Why a request about a session (leave, mute) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No such session (or room).
+    #[error("no such session")]
+    Unknown,
+    /// The caller may not act on it.
+    #[error("{0}")]
+    Denied(Denied),
 }
 
 /// Why a recording could not be started or stopped.
@@ -95,6 +115,8 @@ pub struct RecordingInfo {
 pub struct JoinAnswer {
     /// The new session.
     pub session: SessionId,
+    /// The secret of its URL.
+    pub secret: SessionSecret,
     /// The SDP answer, candidates included.
     pub sdp: String,
     /// What the session is.
@@ -106,7 +128,8 @@ pub struct JoinAnswer {
 /// A session as `GET /rooms/{room}` shows it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct SessionInfo {
-    /// The session id (also the last segment of its URL).
+    /// The session's public id (its URL has a secret of its own; administrators kick and
+    /// mute by this id).
     pub id: String,
     /// Participant, contributor or viewer.
     pub kind: SessionKind,

@@ -33,6 +33,10 @@ pub enum LeaveReason {
     Failed,
     /// The server could not use its media.
     Dropped,
+    /// An administrator removed it (`DELETE` of its public id).
+    Kicked,
+    /// An administrator ended the room (`DELETE /rooms/{room}`).
+    RoomEnded,
 }
 
 impl LeaveReason {
@@ -43,6 +47,8 @@ impl LeaveReason {
             LeaveReason::Closed => "closed by the peer",
             LeaveReason::Failed => "failed (ICE/DTLS)",
             LeaveReason::Dropped => "dropped: its media cannot be decoded",
+            LeaveReason::Kicked => "removed by an administrator",
+            LeaveReason::RoomEnded => "the room was ended by an administrator",
         }
     }
 }

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::api::{JoinAnswer, JoinError, RecordingError, RecordingInfo, RoomInfo, TrickleError};
+use super::api::{
+    JoinAnswer, JoinError, RecordingError, RecordingInfo, RoomInfo, SessionError, TrickleError,
+};
+use crate::auth::Caller;
 use crate::sdp::TrickleFragment;
-use crate::types::{RecordingFormat, SessionId, Tier};
+use crate::types::{RecordingFormat, SessionRef, Tier};
 
 /// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
 pub(super) const MAILBOX: usize = 64;
@@ -21,26 +24,34 @@ pub(super) enum RoomCommand {
         offer: String,
         name: Option<String>,
         quality: Option<Tier>,
+        caller: Caller,
         reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     },
     Leave {
-        session: SessionId,
-        reply: oneshot::Sender<bool>,
+        target: SessionRef,
+        caller: Caller,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// An administrator ends the room for everyone.
+    End {
+        reply: oneshot::Sender<()>,
     },
     Info {
         reply: oneshot::Sender<RoomInfo>,
     },
     Trickle {
-        session: SessionId,
+        target: SessionRef,
+        caller: Caller,
         if_match: Option<String>,
         fragment: TrickleFragment,
         reply: oneshot::Sender<Result<(), TrickleError>>,
     },
     Mute {
-        session: SessionId,
+        target: SessionRef,
+        caller: Caller,
         audio: Option<bool>,
         video: Option<bool>,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
     },
     StartRecording {
         format: RecordingFormat,

@@ -12,11 +12,12 @@ use super::api::{JoinAnswer, JoinError};
 use super::events::RoomEvent;
 use super::session::{Pending, Session};
 use super::tiers::{TierPolicy, h264_ceiling};
+use crate::auth::Caller;
 use crate::peer::{Direction, OfferSummary, OfferedFormat, Peer, PeerError, SendPlan};
 use crate::sdp::h264::{Level, ProfileLevelId};
 use crate::sdp::ice_ufrag;
 use crate::types::{
-    ConnectionState, MediaKind, OutputKey, SessionId, SessionKind, Tier, VideoCodec,
+    ConnectionState, MediaKind, OutputKey, SessionId, SessionKind, SessionSecret, Tier, VideoCodec,
 };
 
 /// A finished negotiation: the session and its peer with the answer, or why not.
@@ -147,19 +148,40 @@ pub(super) fn check_codecs(
     Ok(())
 }
 
+/// What a join asks for.
+pub(super) struct JoinRequest {
+    /// WHEP (a viewer) rather than WHIP.
+    pub(super) whep: bool,
+    pub(super) offer: String,
+    /// `?name=` (a token's name wins).
+    pub(super) name: Option<String>,
+    /// `?quality=`.
+    pub(super) quality: Option<Tier>,
+    /// Who asks: what kinds of session it may make, and whose the session is.
+    pub(super) caller: Caller,
+}
+
 impl RoomActor {
     pub(super) async fn begin_join(
         &mut self,
-        whep: bool,
-        offer: String,
-        name: Option<String>,
-        quality: Option<Tier>,
+        request: JoinRequest,
         reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     ) {
+        let JoinRequest {
+            whep,
+            offer,
+            name,
+            quality,
+            caller,
+        } = request;
         let prepared = (|| {
             let summary = crate::peer::inspect_offer(&offer)
                 .map_err(|e| JoinError::BadOffer(e.to_string()))?;
             let kind = classify(whep, &summary)?;
+            // What the offer makes is known now: a viewer's token cannot send.
+            caller
+                .may_join(&self.ctx.name, kind)
+                .map_err(JoinError::Forbidden)?;
             let media = &self.ctx.media;
             check_codecs(
                 &summary,
@@ -232,7 +254,9 @@ impl RoomActor {
             session,
             Pending {
                 kind,
-                name,
+                name: caller.name().map(str::to_owned).or(name),
+                secret: SessionSecret::random(),
+                identity: caller.identity().map(str::to_owned),
                 sends_video,
                 plan,
                 mix_minus,
@@ -283,6 +307,8 @@ impl RoomActor {
         let etag = format!("\"{:016x}\"", rand::random::<u64>());
         self.sessions.push(Session {
             id: session,
+            secret: pending.secret,
+            identity: pending.identity.clone(),
             kind: pending.kind,
             name: pending.name.clone(),
             state: ConnectionState::Connecting,
@@ -303,6 +329,8 @@ impl RoomActor {
             remote_ufrag: pending.remote_ufrag,
             audio_muted: false,
             video_muted: false,
+            audio_held: false,
+            video_held: false,
         });
         tracing::info!(room = %self.ctx.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
         // Who joined first, then where the tiles went.
@@ -321,6 +349,7 @@ impl RoomActor {
         }
         let _ = pending.reply.send(Ok(JoinAnswer {
             session,
+            secret: pending.secret,
             sdp,
             kind: pending.kind,
             etag,

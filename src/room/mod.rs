@@ -27,7 +27,7 @@ mod tiling;
 
 pub use api::{
     Canvas, JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomInfo,
-    SessionInfo, TrickleError, valid_room_name,
+    SessionError, SessionInfo, TrickleError, valid_room_name,
 };
 pub use handle::RoomHandle;
 pub use recording::Recordings;

@@ -13,17 +13,19 @@ use tokio_util::task::TaskTracker;
 
 use super::actor::RoomActor;
 use super::api::{
-    JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomInfo, TrickleError,
+    JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomInfo, SessionError,
+    TrickleError,
 };
 use super::context::{Registration, RoomContext};
 use super::events::{EventChannels, RoomEvent};
 use super::handle::{MAILBOX, RoomCommand, RoomGone, RoomHandle};
 use super::recording::Recordings;
+use crate::auth::Caller;
 use crate::config::Config;
 use crate::media::MediaFactory;
 use crate::peer::PeerFactory;
 use crate::sdp::TrickleFragment;
-use crate::types::{RecordingFormat, SessionId, Tier};
+use crate::types::{RecordingFormat, SessionRef, Tier};
 
 pub(super) struct RoomsInner {
     config: Arc<Config>,
@@ -145,6 +147,7 @@ impl Rooms {
         offer: String,
         name: Option<String>,
         quality: Option<Tier>,
+        caller: Caller,
     ) -> Result<JoinAnswer, JoinError> {
         // A room may end between lookup and delivery; then a fresh one is started. Twice is
         // enough: the second room is brand new and has no linger timer running.
@@ -152,12 +155,14 @@ impl Rooms {
             let handle = self.get_or_start(room).await?;
             let offer = offer.clone();
             let name = name.clone();
+            let caller = caller.clone();
             match handle
                 .ask(|reply| RoomCommand::Join {
                     whep,
                     offer,
                     name,
                     quality,
+                    caller,
                     reply,
                 })
                 .await
@@ -171,13 +176,28 @@ impl Rooms {
         ))
     }
 
-    /// Ends a session. False if there is no such room or session.
-    pub async fn leave(&self, room: &str, session: SessionId) -> bool {
+    /// Ends a session: its owner leaving, or an administrator kicking it.
+    pub async fn leave(
+        &self,
+        room: &str,
+        target: SessionRef,
+        caller: Caller,
+    ) -> Result<(), SessionError> {
+        let handle = self.get(room).ok_or(SessionError::Unknown)?;
+        handle
+            .ask(|reply| RoomCommand::Leave {
+                target,
+                caller,
+                reply,
+            })
+            .await
+            .unwrap_or(Err(SessionError::Unknown))
+    }
+
+    /// Ends `room` for everyone (an administrator's request). False if it is not running.
+    pub async fn end(&self, room: &str) -> bool {
         match self.get(room) {
-            Some(h) => h
-                .ask(|reply| RoomCommand::Leave { session, reply })
-                .await
-                .unwrap_or(false),
+            Some(h) => h.ask(|reply| RoomCommand::End { reply }).await.is_ok(),
             None => false,
         }
     }
@@ -186,14 +206,16 @@ impl Rooms {
     pub async fn trickle(
         &self,
         room: &str,
-        session: SessionId,
+        target: SessionRef,
+        caller: Caller,
         if_match: Option<String>,
         fragment: TrickleFragment,
     ) -> Result<(), TrickleError> {
         let handle = self.get(room).ok_or(TrickleError::UnknownSession)?;
         handle
             .ask(|reply| RoomCommand::Trickle {
-                session,
+                target,
+                caller,
                 if_match,
                 fragment,
                 reply,
@@ -202,27 +224,27 @@ impl Rooms {
             .unwrap_or(Err(TrickleError::UnknownSession))
     }
 
-    /// Records what a session stopped (or resumed) sending; `None` leaves a flag as it is.
-    /// False if there is no such session.
+    /// Records what a session stopped (or resumed) sending, or (an administrator) what the
+    /// server holds muted; `None` leaves a flag as it is.
     pub async fn mute(
         &self,
         room: &str,
-        session: SessionId,
+        target: SessionRef,
+        caller: Caller,
         audio: Option<bool>,
         video: Option<bool>,
-    ) -> bool {
-        match self.get(room) {
-            Some(h) => h
-                .ask(|reply| RoomCommand::Mute {
-                    session,
-                    audio,
-                    video,
-                    reply,
-                })
-                .await
-                .unwrap_or(false),
-            None => false,
-        }
+    ) -> Result<(), SessionError> {
+        let handle = self.get(room).ok_or(SessionError::Unknown)?;
+        handle
+            .ask(|reply| RoomCommand::Mute {
+                target,
+                caller,
+                audio,
+                video,
+                reply,
+            })
+            .await
+            .unwrap_or(Err(SessionError::Unknown))
     }
 
     /// Starts recording `room` (which must be running).

@@ -7,17 +7,25 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::actor::{PLI_INTERVAL, RoomActor};
-use super::api::{JoinAnswer, JoinError, SessionInfo, TrickleError};
+use super::api::{JoinAnswer, JoinError, SessionError, SessionInfo, TrickleError};
 use super::events::{LeaveReason, RoomEvent};
 use super::tiers::TierPolicy;
+use crate::auth::{Caller, SessionRight};
 use crate::media::{RtpInput, Tap};
 use crate::peer::{Peer, PeerEvent, PeerEventKind, SendPlan};
 use crate::sdp::TrickleFragment;
-use crate::types::{ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, Tier};
+use crate::types::{
+    ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, SessionRef, SessionSecret,
+    Tier,
+};
 
 /// A joined session.
 pub(super) struct Session {
     pub(super) id: SessionId,
+    /// The secret of its URL: whoever holds it is its owner.
+    pub(super) secret: SessionSecret,
+    /// The identity of the token it joined with (`None` on an open server).
+    pub(super) identity: Option<String>,
     pub(super) kind: SessionKind,
     pub(super) name: Option<String>,
     pub(super) state: ConnectionState,
@@ -40,11 +48,23 @@ pub(super) struct Session {
     pub(super) etag: String,
     /// The ICE username fragment of its offer: a trickle fragment with another one is a restart.
     pub(super) remote_ufrag: Option<String>,
+    /// What it said it stopped sending.
     pub(super) audio_muted: bool,
     pub(super) video_muted: bool,
+    /// What an administrator holds muted (its own unmute does not lift these).
+    pub(super) audio_held: bool,
+    pub(super) video_held: bool,
 }
 
 impl Session {
+    /// Whether its audio is left out of every mix, and its tile shows the placeholder.
+    pub(super) fn muted(&self) -> (bool, bool) {
+        (
+            self.audio_muted || self.audio_held,
+            self.video_muted || self.video_held,
+        )
+    }
+
     /// It as `GET /rooms/{room}` shows it; `tiles` is the room's layout.
     pub(super) fn describe(&self, tiles: &[(SessionId, Rect)]) -> SessionInfo {
         SessionInfo {
@@ -53,8 +73,8 @@ impl Session {
             name: self.name.clone(),
             state: self.state,
             tile: tiles.iter().find(|(id, _)| *id == self.id).map(|(_, r)| *r),
-            audio_muted: self.audio_muted,
-            video_muted: self.video_muted,
+            audio_muted: self.muted().0,
+            video_muted: self.muted().1,
             output: self.output,
             dropped_packets: self.inputs.iter().map(RtpInput::dropped).sum::<u64>()
                 + self.peer.routed_dropped_packets(),
@@ -72,6 +92,8 @@ impl Session {
 pub(super) struct Pending {
     pub(super) kind: SessionKind,
     pub(super) name: Option<String>,
+    pub(super) secret: SessionSecret,
+    pub(super) identity: Option<String>,
     pub(super) sends_video: bool,
     pub(super) plan: SendPlan,
     pub(super) mix_minus: Option<Tap>,
@@ -99,6 +121,23 @@ impl RoomActor {
 
     pub(super) fn describe(&self, s: &Session) -> SessionInfo {
         s.describe(&self.tiles())
+    }
+
+    /// The session a request names, and the caller's right over it.
+    pub(super) fn resolve(
+        &self,
+        target: SessionRef,
+        caller: &Caller,
+    ) -> Result<(SessionId, SessionRight), SessionError> {
+        let (found, by_secret) = match target {
+            SessionRef::Secret(secret) => (self.sessions.iter().find(|s| s.secret == secret), true),
+            SessionRef::Public(id) => (self.sessions.iter().find(|s| s.id == id), false),
+        };
+        let s = found.ok_or(SessionError::Unknown)?;
+        let right = caller
+            .session_right(&self.ctx.name, s.identity.as_deref(), by_secret)
+            .map_err(SessionError::Denied)?;
+        Ok((s.id, right))
     }
 
     /// Tells the event streams about a session's new state.
@@ -186,23 +225,29 @@ impl RoomActor {
         });
     }
 
-    /// Records what a session stopped (or resumed) sending. False if there is no such session.
+    /// Records what a session stopped (or resumed) sending (its owner), or what the server
+    /// holds muted (an administrator).
     pub(super) async fn mute(
         &mut self,
         session: SessionId,
+        right: SessionRight,
         audio: Option<bool>,
         video: Option<bool>,
-    ) -> bool {
+    ) {
         let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
-            return false;
+            return;
         };
         let s = &mut self.sessions[idx];
-        let before = (s.audio_muted, s.video_muted);
-        s.audio_muted = audio.unwrap_or(s.audio_muted);
-        s.video_muted = video.unwrap_or(s.video_muted);
-        let after = (s.audio_muted, s.video_muted);
+        let before = s.muted();
+        let (own_audio, own_video) = match right {
+            SessionRight::Owner => (&mut s.audio_muted, &mut s.video_muted),
+            SessionRight::Admin => (&mut s.audio_held, &mut s.video_held),
+        };
+        *own_audio = audio.unwrap_or(*own_audio);
+        *own_video = video.unwrap_or(*own_video);
+        let after = s.muted();
         if after == before {
-            return true;
+            return;
         }
         let (id, name) = (s.id, s.name.clone());
         if after.0 != before.0 {
@@ -217,7 +262,6 @@ impl RoomActor {
             self.ask_sender_for_keyframe(id);
         }
         self.publish_updated(idx);
-        true
     }
 
     /// Sends `session`'s video sender a PLI, at most once per [`PLI_INTERVAL`] (in the

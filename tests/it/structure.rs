@@ -56,7 +56,8 @@ async fn busy_room(base: &str, room: &str, n: usize) -> Result<(Vec<TestClient>,
         (media.width, media.height) = (160, 90);
         let name = format!("p{i}");
         let role = Role::Participant;
-        senders.push(TestClient::join_with(base, room, role, Some(media), &name, low).await?);
+        senders
+            .push(TestClient::join_with(base, room, role, Some(media), &name, low.clone()).await?);
     }
     let viewer = TestClient::join_with(base, room, Role::Viewer, None, "wall", low).await?;
     // Media flows through all the branches the leaves will take out.

@@ -6,7 +6,7 @@
 // `window.tessera` exposes the live objects and the measured join time to tests and curious
 // people with a console.
 
-import { HttpSession, describeJoinError, errorFrom } from './whip.js';
+import { HttpSession, TOKEN_NEEDED, describeJoinError, errorFrom, tokenMissing } from './whip.js';
 import { RoomWatch } from './events.js';
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +27,8 @@ const state = {
   camOn: true,
   joinMs: null,
   trickle: params.get('trickle') !== '0',
+  // The access token of the link this page was opened with (`?token=`), if the server needs one.
+  token: params.get('token') || '',
 };
 window.tessera = state;
 
@@ -118,7 +120,7 @@ async function join(event) {
   }, { once: true });
   pc.onconnectionstatechange = () => onConnectionState(pc);
 
-  const session = new HttpSession(`/rooms/${encodeURIComponent(room)}/whip?name=${encodeURIComponent(name)}`, { trickle: state.trickle });
+  const session = new HttpSession(`/rooms/${encodeURIComponent(room)}/whip?name=${encodeURIComponent(name)}`, { trickle: state.trickle, token: state.token });
   state.session = session;
   try {
     await session.start(pc);
@@ -130,8 +132,9 @@ async function join(event) {
     $('join').disabled = false;
     return;
   }
-  state.selfId = sessionIdOf(session.location);
-  history.replaceState(null, '', `/?room=${encodeURIComponent(room)}`);
+  state.selfId = session.id || sessionIdOf(session.location);
+  const keep = state.token ? `&token=${encodeURIComponent(state.token)}` : '';
+  history.replaceState(null, '', `/?room=${encodeURIComponent(room)}${keep}`);
   $('room-title').textContent = room;
   $('join-view').hidden = true;
   $('call-view').hidden = false;
@@ -139,7 +142,7 @@ async function join(event) {
   state.watch = new RoomWatch(room, renderPeople, (up) => {
     if (!up && state.pc) showError($('call-error'), 'Lost the room\'s event stream; trying again…');
     if (up) showError($('call-error'), '');
-  });
+  }, state.token);
 }
 
 function setStatus(sentence) {
@@ -195,7 +198,7 @@ async function sendMuteState() {
   try {
     const r = await fetch(`${state.session.location}/mute`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json' },
+      headers: state.session.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify({ audio: !state.micOn, video: !state.camOn }),
     });
     if (!r.ok) showError($('call-error'), (await errorFrom(r)).message);
@@ -245,7 +248,7 @@ async function leave() {
   showError($('call-error'), '');
 }
 
-function init() {
+async function init() {
   $('room').value = params.get('room') || '';
   $('name').value = params.get('name') || localStorage.getItem('tessera.name') || '';
   $('room').addEventListener('input', () => {
@@ -270,6 +273,10 @@ function init() {
   }
   if (!navigator.mediaDevices || !window.RTCPeerConnection) {
     showError($('join-error'), 'This browser cannot make video calls (it has no WebRTC).');
+    return;
+  }
+  if (await tokenMissing(state.token)) {
+    showError($('join-error'), TOKEN_NEEDED);
     return;
   }
   openDevices();

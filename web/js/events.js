@@ -7,13 +7,16 @@ export class RoomWatch {
    * @param {string} room
    * @param {(watch: RoomWatch, event: object) => void} onChange called after every message
    * @param {(up: boolean) => void} onStream called when the stream opens or drops
+   * @param {string} token the access token (EventSource cannot set a header: it goes in the
+   *   query as `access_token`)
    */
-  constructor(room, onChange, onStream = () => {}) {
+  constructor(room, onChange, onStream = () => {}, token = '') {
     this.room = room;
     this.participants = new Map(); // id -> SessionInfo, in join order
     this.viewers = 0;
     this.live = false;
-    this.source = new EventSource(`/rooms/${encodeURIComponent(room)}/events`);
+    const query = token ? `?access_token=${encodeURIComponent(token)}` : '';
+    this.source = new EventSource(`/rooms/${encodeURIComponent(room)}/events${query}`);
     this.source.onopen = () => onStream(true);
     this.source.onerror = () => onStream(false);
     this.source.onmessage = (e) => {

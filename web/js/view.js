@@ -3,11 +3,13 @@
 // connection fails, it tears down and reconnects with back-off (0.5 s doubling to 5 s), and it
 // says what it is doing on screen. `window.tesseraView` exposes its state to tests.
 
-import { HttpSession, describeJoinError } from './whip.js';
+import { HttpSession, TOKEN_NEEDED, describeJoinError, tokenMissing } from './whip.js';
 import { RoomWatch } from './events.js';
 
 const params = new URLSearchParams(location.search);
 const room = (params.get('room') || '').trim();
+// The access token of the link (`?token=`), if the server needs one.
+const token = params.get('token') || '';
 const video = document.getElementById('mix');
 const statusEl = document.getElementById('status');
 const unmute = document.getElementById('unmute');
@@ -103,7 +105,7 @@ async function connect() {
     video.srcObject = stream;
     play();
   };
-  const session = new HttpSession(`/rooms/${encodeURIComponent(room)}/whep`);
+  const session = new HttpSession(`/rooms/${encodeURIComponent(room)}/whep`, { token });
   view.session = session;
   try {
     await session.start(pc);
@@ -153,9 +155,15 @@ if (!room) {
   show('This browser cannot play WebRTC streams.');
 } else {
   document.title = `${room} · tessera`;
-  new RoomWatch(room, (watch) => {
-    view.participants = watch.participants.size;
-    updateStatus();
+  tokenMissing(token).then((missing) => {
+    if (missing) {
+      show(TOKEN_NEEDED.replace('--grant join', '--grant view'));
+      return;
+    }
+    new RoomWatch(room, (watch) => {
+      view.participants = watch.participants.size;
+      updateStatus();
+    }, () => {}, token);
+    connect();
   });
-  connect();
 }

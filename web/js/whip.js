@@ -62,17 +62,25 @@ function firstMedia(sdp) {
 export class HttpSession {
   /**
    * @param {string} endpoint the WHIP or WHEP URL
-   * @param {{trickle?: boolean}} options
+   * @param {{trickle?: boolean, token?: string}} options `token`: the access token, sent as
+   *   `Authorization: Bearer` on every request of the session (RFC 9725 §4.7.1)
    */
-  constructor(endpoint, { trickle = true } = {}) {
+  constructor(endpoint, { trickle = true, token = '' } = {}) {
     this.endpoint = new URL(endpoint, window.location.href).toString();
     this.trickle = trickle;
+    this.token = token;
     this.location = null;
+    this.id = null;
     this.etag = null;
     this.pending = [];
     this.ended = false;
     this.patching = Promise.resolve();
     this.closed = false;
+  }
+
+  /** `extra` with the access token's header, if there is a token. */
+  headers(extra) {
+    return this.token ? { ...extra, authorization: `Bearer ${this.token}` } : extra;
   }
 
   /** Negotiates `pc` with the server; resolves once the answer is applied. */
@@ -87,11 +95,14 @@ export class HttpSession {
     const sdp = this.trickle ? offer.sdp : pc.localDescription.sdp;
     const response = await fetch(this.endpoint, {
       method: 'POST',
-      headers: { 'content-type': 'application/sdp' },
+      headers: this.headers({ 'content-type': 'application/sdp' }),
       body: sdp,
     });
     if (response.status !== 201) throw await errorFrom(response);
     this.location = new URL(response.headers.get('location'), this.endpoint).toString();
+    // The session's public id, as the room's state and events name it (the URL's last
+    // segment is a secret of its own).
+    this.id = response.headers.get('tessera-session-id');
     this.etag = response.headers.get('etag');
     const accepts = (response.headers.get('accept-patch') || '').includes('trickle-ice-sdpfrag');
     if (!accepts) this.trickle = false;
@@ -125,7 +136,7 @@ export class HttpSession {
     if (end) lines.push('a=end-of-candidates');
     const body = lines.join('\r\n') + '\r\n';
     this.patching = this.patching.then(async () => {
-      const headers = { 'content-type': 'application/trickle-ice-sdpfrag' };
+      const headers = this.headers({ 'content-type': 'application/trickle-ice-sdpfrag' });
       if (this.etag) headers['if-match'] = this.etag;
       try {
         const r = await fetch(this.location, { method: 'PATCH', headers, body });
@@ -144,10 +155,25 @@ export class HttpSession {
     this.closed = true;
     if (!this.location) return;
     try {
-      await fetch(this.location, { method: 'DELETE', keepalive: true });
+      await fetch(this.location, { method: 'DELETE', keepalive: true, headers: this.headers({}) });
     } catch (_) {
       // The server is gone or unreachable: the session ends with ICE anyway.
     }
+  }
+}
+
+/** What a page opened without a token says on a server that needs one. */
+export const TOKEN_NEEDED = 'This server needs an access token: open the link with ?token=… you were given. '
+  + 'Whoever runs the server makes one with `tessera token --room ROOM --identity NAME --grant join`.';
+
+/** Whether this page lacks the token the server needs (asked once, before anything else). */
+export async function tokenMissing(token) {
+  if (token) return false;
+  try {
+    const r = await fetch('/healthz');
+    return r.ok && (await r.json()).tokens === true;
+  } catch (_) {
+    return false; // an unreachable server says so when the page tries to join
   }
 }
 
@@ -163,6 +189,10 @@ export function describeJoinError(e) {
         return `This browser cannot send or receive what the server needs: ${e.message}`;
       case 'shutting_down':
         return 'The server is restarting. Try again in a moment.';
+      case 'unauthorized':
+        return e.message.includes('expired') ? 'Your access token has expired: ask for a new link.' : TOKEN_NEEDED;
+      case 'forbidden':
+        return `Your access token does not allow this: ${e.message}`;
       default:
         return `The server refused to connect: ${e.message}`;
     }

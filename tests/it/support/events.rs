@@ -16,18 +16,27 @@ pub struct EventStream {
 
 impl EventStream {
     pub async fn open(base: &str, room: &str) -> Result<EventStream> {
-        let url = http::endpoint(base, &["rooms", room, "events"])?;
+        Self::open_with(base, room, None).await
+    }
+
+    /// [`open`](Self::open) with an access token, in the query as a page's `EventSource`
+    /// sends it.
+    pub async fn open_with(base: &str, room: &str, token: Option<&str>) -> Result<EventStream> {
+        let mut url = http::endpoint(base, &["rooms", room, "events"])?;
+        if let Some(token) = token {
+            url.query_pairs_mut().append_pair("access_token", token);
+        }
         // A stream, not a request: no overall timeout (each read has its own deadline).
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(http::HTTP_TIMEOUT)
             .build()?;
         let response = client.get(url).send().await?;
-        anyhow::ensure!(
-            response.status() == 200,
-            "events: HTTP {}",
-            response.status()
-        );
+        let status = response.status();
+        if status != 200 {
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("events: HTTP {status}: {body}");
+        }
         let ct = response
             .headers()
             .get("content-type")

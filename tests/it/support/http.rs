@@ -54,6 +54,8 @@ pub struct RawResponse {
     /// The `ETag` header (a WHIP/WHEP session's ICE session tag).
     pub etag: Option<String>,
     pub content_type: Option<String>,
+    /// The `WWW-Authenticate` header (a `401`'s challenge).
+    pub www_authenticate: Option<String>,
     pub body: String,
 }
 
@@ -69,6 +71,7 @@ impl RawResponse {
         let location = header(reqwest::header::LOCATION);
         let etag = header(reqwest::header::ETAG);
         let content_type = header(reqwest::header::CONTENT_TYPE);
+        let www_authenticate = header(reqwest::header::WWW_AUTHENTICATE);
         let status = response.status().as_u16();
         let body = response.text().await.context("reading the response body")?;
         Ok(RawResponse {
@@ -76,6 +79,7 @@ impl RawResponse {
             location,
             etag,
             content_type,
+            www_authenticate,
             body,
         })
     }
@@ -91,16 +95,39 @@ impl RawResponse {
     }
 }
 
-/// `POST url` with the given content type and body.
-pub async fn post(url: &Url, content_type: &str, body: impl Into<String>) -> Result<RawResponse> {
-    let response = client()?
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, content_type)
-        .body(body.into())
+/// `method url`, with an access token (`Authorization: Bearer`) and a body of a content type
+/// if given.
+pub async fn send(
+    method: reqwest::Method,
+    url: &Url,
+    token: Option<&str>,
+    body: Option<(&str, String)>,
+) -> Result<RawResponse> {
+    let mut request = client()?.request(method.clone(), url.clone());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some((content_type, body)) = body {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+    }
+    let response = request
         .send()
         .await
-        .with_context(|| format!("POST {url}"))?;
+        .with_context(|| format!("{method} {url}"))?;
     RawResponse::read(response).await
+}
+
+/// `POST url` with the given content type and body.
+pub async fn post(url: &Url, content_type: &str, body: impl Into<String>) -> Result<RawResponse> {
+    send(
+        reqwest::Method::POST,
+        url,
+        None,
+        Some((content_type, body.into())),
+    )
+    .await
 }
 
 /// `PATCH url` with a body of `content_type`, and `If-Match` if given.

@@ -240,7 +240,14 @@ impl TestClient {
 
     /// Leave politely: `DELETE` the session (which must answer 2xx), then close the connection.
     pub async fn leave(mut self) -> Result<()> {
-        let response = http::delete(&self.session_url).await?;
+        let token = self.token.clone();
+        let response = http::send(
+            reqwest::Method::DELETE,
+            &self.session_url,
+            token.as_deref(),
+            None,
+        )
+        .await?;
         self.close().await;
         anyhow::ensure!(
             response.is_success(),

@@ -52,7 +52,7 @@ pub(in crate::support) use peer::{
 use peer::{build_peer_connection_with, create_offer};
 pub(in crate::support) use pumps::is_keyframe_request;
 use signalling::answered_mids;
-pub use signalling::{offer_url, post_offer};
+pub use signalling::{make_offer, offer_url, post_offer};
 
 /// Deadline for ICE gathering (one loopback host candidate: normally instant).
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ pub const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a client joins, beyond its role.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct JoinOptions {
     /// Offer H.264 as the only video codec (and decode H.264).
     pub h264_only: bool,
@@ -69,6 +69,8 @@ pub struct JoinOptions {
     /// Send the offer without its `a=ssrc` lines: the server must then route the streams by
     /// the MID header extension or the payload type (RFC 8843 §9.2).
     pub strip_ssrcs: bool,
+    /// An access token, sent as `Authorization: Bearer` with the offer and the `DELETE`.
+    pub token: Option<String>,
 }
 
 /// What the client is to the room, which decides the endpoint and the SDP directions.
@@ -175,6 +177,8 @@ pub struct TestClient {
     /// The server's video track once it arrives, for test-initiated PLIs. Filled by the handler.
     remote_video: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
     counters: Arc<ClientCounters>,
+    /// The access token it joined with, for its `DELETE`.
+    token: Option<String>,
     closed: bool,
 }
 
@@ -268,6 +272,7 @@ impl TestClient {
             audio,
             remote_video,
             counters,
+            token: options.token.clone(),
             closed: false,
         };
 
@@ -285,9 +290,14 @@ impl TestClient {
         if let Some(quality) = options.quality {
             url.query_pairs_mut().append_pair("quality", quality);
         }
-        let response = http::post(&url, "application/sdp", offer)
-            .await
-            .context(what.clone())?;
+        let response = http::send(
+            reqwest::Method::POST,
+            &url,
+            client.token.as_deref(),
+            Some(("application/sdp", offer)),
+        )
+        .await
+        .context(what.clone())?;
         if response.status != 201 {
             bail!(
                 "{what}: expected 201 Created, got HTTP {}: {}",

@@ -22,6 +22,18 @@ use super::{ClientCounters, Role};
 /// sending media: for tests of what the server accepts and rejects. A 201 leaves a session on
 /// the server that will never connect; `DELETE` it (`http::delete`) or let it time out.
 pub async fn post_offer(base_url: &str, room: &str, role: Role, name: &str) -> Result<RawResponse> {
+    let offer = make_offer(role, name).await?;
+    http::post(
+        &offer_url(base_url, room, role, name)?,
+        "application/sdp",
+        offer,
+    )
+    .await
+}
+
+/// A real offer for `role` (complete, candidates included) from a peer that is closed at
+/// once: for requests a test sends with headers of its own.
+pub async fn make_offer(role: Role, name: &str) -> Result<String> {
     let (gathering_tx, mut gathering) = watch::channel(RTCIceGatheringState::default());
     let (connection_tx, _connection) = watch::channel(RTCPeerConnectionState::default());
     let handler = Arc::new(ClientHandler {
@@ -68,13 +80,7 @@ pub async fn post_offer(base_url: &str, room: &str, role: Role, name: &str) -> R
                 .await?;
             }
         }
-        let offer = create_offer(&*pc, &mut gathering).await?;
-        http::post(
-            &offer_url(base_url, room, role, name)?,
-            "application/sdp",
-            offer,
-        )
-        .await
+        create_offer(&*pc, &mut gathering).await
     }
     .await;
     let _ = pc.close().await;
