@@ -3,7 +3,8 @@
 //! The architecture in ten lines (the README maps each concept to its file):
 //! 1. `main.rs` parses the [`config`], starts GStreamer and calls [`run`] with a bound listener.
 //! 2. [`http`] is the edge: WHIP/WHEP, REST and debug routes, owning no room state; [`serve`]
-//!    accepts connections for it (HTTPS through [`tls`] when configured).
+//!    accepts connections for it (HTTPS through [`tls`] when configured); [`auth`] says who
+//!    may do what, [`admission`] how much (limits, rates, load).
 //! 3. [`room`] is the domain: a [`room::Rooms`] registry of cheap [`room::RoomHandle`]s, each the
 //!    mailbox of one room actor that owns the room's sessions, peers and the handle to its mixer,
 //!    whose pipeline lives on a thread of its own: the actor never blocks.
@@ -15,6 +16,7 @@
 //! 9. A bad request gets a 4xx with a JSON body and touches nothing else; a pipeline error ends
 //!    only its room; a failed peer leaves only its session.
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod http;
@@ -51,9 +53,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
     let auth = Arc::new(auth::Auth::new(config.api_keys.clone()));
+    let admission = Arc::new(admission::Admission::new(config.limits.clone()));
     let rooms = room::Rooms::new(Arc::new(config), media);
-    let routes = http::routes(rooms.clone(), auth);
+    let routes = http::routes(rooms.clone(), auth, admission.clone());
     let stop = CancellationToken::new();
+    let sampler = tokio::spawn(admission.run_sampler(stop.clone()));
     let redirect = match listeners.redirect {
         Some(listener) => {
             let https_port = listeners.http.local_addr()?.port();
@@ -74,6 +78,7 @@ pub async fn run(
         let _ = redirect.await;
     }
     rooms.shutdown().await;
+    let _ = sampler.await;
     drop(tls);
     Ok(())
 }

@@ -59,6 +59,20 @@ impl Server {
                 "127.0.0.1",
                 "--room-linger-secs",
                 "1",
+                // The benchmark drives the server to saturation from one address on purpose:
+                // admission control would refuse exactly what it measures.
+                "--max-load",
+                "100",
+                "--max-rooms",
+                "10000",
+                "--max-sessions",
+                "100000",
+                "--rate-per-sec",
+                "10000",
+                "--rate-burst",
+                "10000",
+                "--max-pending-per-addr",
+                "10000",
             ])
             .env("TESSERA_LOG", "warn,rtc_dtls=error")
             .stdout(Stdio::piped())

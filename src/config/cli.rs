@@ -106,6 +106,27 @@ pub struct ServeArgs {
     /// Seconds a room lives on after it became empty.
     #[arg(long, env = "TESSERA_ROOM_LINGER_SECS")]
     pub room_linger_secs: Option<f64>,
+    /// Most rooms on the server (default 100).
+    #[arg(long, env = "TESSERA_MAX_ROOMS")]
+    pub max_rooms: Option<usize>,
+    /// Most sessions on the server, joined or joining (default 500).
+    #[arg(long, env = "TESSERA_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+    /// POST and PATCH requests per second from one address (default 10).
+    #[arg(long, env = "TESSERA_RATE_PER_SEC")]
+    pub rate_per_sec: Option<u32>,
+    /// How many of them may come at once (default 30).
+    #[arg(long, env = "TESSERA_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Sessions not yet connected from one address (default 20).
+    #[arg(long, env = "TESSERA_MAX_PENDING_PER_ADDR")]
+    pub max_pending_per_addr: Option<usize>,
+    /// Event streams open from one address (default 20).
+    #[arg(long, env = "TESSERA_MAX_STREAMS_PER_ADDR")]
+    pub max_streams_per_addr: Option<usize>,
+    /// Percent of all cores the server may use before new sessions get 503 (default 85).
+    #[arg(long, env = "TESSERA_MAX_LOAD")]
+    pub max_load: Option<f64>,
     /// A directory whose `*.pipeline` files override the embedded GStreamer descriptions.
     #[arg(long, env = "TESSERA_PIPELINES_DIR")]
     pub pipelines_dir: Option<PathBuf>,
@@ -181,6 +202,13 @@ pub(super) struct FileConfig {
     pub(super) h264_low_video_kbps: Option<u32>,
     pub(super) max_participants: Option<usize>,
     pub(super) room_linger_secs: Option<f64>,
+    pub(super) max_rooms: Option<usize>,
+    pub(super) max_sessions: Option<usize>,
+    pub(super) rate_per_sec: Option<u32>,
+    pub(super) rate_burst: Option<u32>,
+    pub(super) max_pending_per_addr: Option<usize>,
+    pub(super) max_streams_per_addr: Option<usize>,
+    pub(super) max_load: Option<f64>,
     pub(super) pipelines_dir: Option<PathBuf>,
     pub(super) recordings_dir: Option<PathBuf>,
     pub(super) auto_record: Option<String>,

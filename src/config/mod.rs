@@ -127,6 +127,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The keys access tokens are signed with (none: the server is open).
     pub api_keys: Vec<crate::auth::ApiKey>,
+    /// Admission limits.
+    pub limits: crate::admission::Limits,
 }
 
 /// A configuration that cannot be used.
@@ -180,6 +182,7 @@ impl Default for Config {
             auto_record: None,
             tls: TlsConfig::default(),
             api_keys: Vec::new(),
+            limits: crate::admission::Limits::default(),
         }
     }
 }
@@ -233,6 +236,33 @@ impl Config {
                 )));
             }
             c.room_linger = Duration::from_secs_f64(v);
+        }
+        let l = &mut c.limits;
+        l.max_rooms = pick!(max_rooms).unwrap_or(l.max_rooms);
+        l.max_sessions = pick!(max_sessions).unwrap_or(l.max_sessions);
+        l.rate_per_sec = pick!(rate_per_sec).unwrap_or(l.rate_per_sec);
+        l.rate_burst = pick!(rate_burst).unwrap_or(l.rate_burst);
+        l.max_pending_per_addr = pick!(max_pending_per_addr).unwrap_or(l.max_pending_per_addr);
+        l.max_streams_per_addr = pick!(max_streams_per_addr).unwrap_or(l.max_streams_per_addr);
+        if let Some(percent) = pick!(max_load) {
+            if !(percent > 0.0 && percent <= 100.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "--max-load is a percentage of all cores, 0 < load <= 100, got {percent}"
+                )));
+            }
+            l.max_load = percent / 100.0;
+        }
+        for (name, v) in [
+            ("max rooms", l.max_rooms),
+            ("max sessions", l.max_sessions),
+            ("rate per second", l.rate_per_sec as usize),
+            ("rate burst", l.rate_burst as usize),
+            ("max pending per address", l.max_pending_per_addr),
+            ("max streams per address", l.max_streams_per_addr),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
         }
         c.pipelines_dir = pick!(pipelines_dir);
         if let Some(dir) = pick!(recordings_dir) {

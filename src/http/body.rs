@@ -1,6 +1,8 @@
 //! Request bodies and their media types: every body is read with a limit ([`MAX_BODY`]), refused
 //! early by its `Content-Length` or while reading when it has none or lies.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use warp::Filter;
@@ -11,6 +13,9 @@ use super::reply::error;
 
 /// Largest body accepted: real offers are a few KiB.
 pub const MAX_BODY: u64 = 64 * 1024;
+/// How long a client may take to send a body (a slow sender holds a connection and a task
+/// this long at most; the headers have their own deadline in `serve`).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The request body, at most [`MAX_BODY`] bytes: refused early by its Content-Length, or while
 /// reading when it has none (chunked) or lies. A missing body is an empty one (a 400 later).
@@ -18,7 +23,19 @@ pub(super) fn limited_body()
 -> impl Filter<Extract = (Result<Bytes, Reply>,), Error = warp::Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .then(collect_body)
+        .then(|length, body| async move {
+            match tokio::time::timeout(BODY_TIMEOUT, collect_body(length, body)).await {
+                Ok(body) => body,
+                Err(_) => Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    &format!(
+                        "the body did not arrive within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    ),
+                )),
+            }
+        })
 }
 
 async fn collect_body<S, B>(length: Option<u64>, body: S) -> Result<Bytes, Reply>

@@ -1,9 +1,13 @@
 //! A room's event stream (`GET /rooms/{room}/events`): Server-Sent Events, typed JSON, a
 //! snapshot first. Each stream reads its room's own channel.
 
+use std::net::IpAddr;
+
 use super::Reply;
 use super::access::{Authz, allow};
+use super::limits::Admit;
 use super::reply::error;
+use crate::admission::Slot;
 use crate::room::Rooms;
 use crate::room::events::RoomEvent;
 use crate::room::valid_room_name;
@@ -17,6 +21,8 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 struct EventStream {
     rooms: Rooms,
     room: String,
+    /// Its place among its address's streams, given back when it closes.
+    _slot: Slot<IpAddr>,
 }
 
 impl Drop for EventStream {
@@ -27,7 +33,7 @@ impl Drop for EventStream {
 
 /// The room's event stream: a snapshot, then every event of that room as it happens. A reader
 /// that falls behind its room's channel gets a fresh snapshot instead of the events it missed.
-pub(super) fn events(room: String, authz: Authz, rooms: Rooms) -> Reply {
+pub(super) fn events(room: String, authz: Authz, admit: Admit, rooms: Rooms) -> Reply {
     use futures::StreamExt;
     use warp::Reply as _;
     if !valid_room_name(&room) {
@@ -40,6 +46,10 @@ pub(super) fn events(room: String, authz: Authz, rooms: Rooms) -> Reply {
     if let Err(reply) = allow(authz, |c| c.may_read_room(&room)) {
         return reply;
     }
+    let slot = match admit.stream() {
+        Ok(slot) => slot,
+        Err(reply) => return reply,
+    };
     // Subscribed before the snapshot is taken, so nothing falls between the two. The room's
     // own channel: another room's events never reach (or delay) this reader.
     let events = rooms.subscribe_events(&room);
@@ -47,7 +57,14 @@ pub(super) fn events(room: String, authz: Authz, rooms: Rooms) -> Reply {
         let (rooms, room) = (rooms.clone(), room.clone());
         async move { rooms.snapshot(&room).await }
     });
-    let state = (events, EventStream { rooms, room });
+    let state = (
+        events,
+        EventStream {
+            rooms,
+            room,
+            _slot: slot,
+        },
+    );
     let rest = futures::stream::unfold(state, |(mut events, stream)| async move {
         use tokio::sync::broadcast::error::RecvError;
         match events.recv().await {

@@ -24,6 +24,7 @@
 mod access;
 mod body;
 mod events;
+mod limits;
 mod recordings;
 mod reply;
 mod table;
@@ -38,6 +39,7 @@ use serde::Serialize;
 use warp::Filter;
 use warp::http::{Method, Response, StatusCode, header};
 
+use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::room::Rooms;
 
@@ -64,13 +66,17 @@ type Routes = warp::filters::BoxedFilter<(Reply,)>;
 pub fn routes(
     rooms: Rooms,
     auth: Arc<Auth>,
+    admission: Arc<Admission>,
 ) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    public(&auth)
-        .or(session(rooms.clone(), auth.clone()))
+    // First the rate gate: a flood of offers costs a map lookup each, not a parse.
+    limits::rate_gate(admission.clone())
+        .or(public(&auth))
         .unify()
-        .or(room(rooms.clone(), auth.clone()))
+        .or(session(rooms.clone(), auth.clone(), admission.clone()))
         .unify()
-        .or(server(rooms, auth))
+        .or(room(rooms.clone(), auth.clone(), admission.clone()))
+        .unify()
+        .or(server(rooms, auth, admission))
         .unify()
         .or(preflight())
         .unify()
@@ -125,7 +131,7 @@ fn public(auth: &Auth) -> Routes {
 
 /// A session's own requests: joining (which makes the session) and what only that session
 /// does to itself.
-fn session(rooms: Rooms, auth: Arc<Auth>) -> Routes {
+fn session(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
     let caller = access::caller(auth);
     let join = warp::path!("rooms" / String / Endpoint)
         .and(warp::post())
@@ -133,6 +139,7 @@ fn session(rooms: Rooms, auth: Arc<Auth>) -> Routes {
         .and(warp::query::<HashMap<String, String>>())
         .and(limited_body())
         .and(caller.clone())
+        .and(limits::admit(admission))
         .and(with_rooms(rooms.clone()))
         .then(whip::join);
     // By the session's secret (its owner) or its public id (an administrator).
@@ -165,7 +172,7 @@ fn session(rooms: Rooms, auth: Arc<Auth>) -> Routes {
 }
 
 /// A room's: its state, its events, its recordings, its end.
-fn room(rooms: Rooms, auth: Arc<Auth>) -> Routes {
+fn room(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
     let caller = access::caller(auth.clone());
     let info = warp::path!("rooms" / String)
         .and(warp::get())
@@ -197,6 +204,7 @@ fn room(rooms: Rooms, auth: Arc<Auth>) -> Routes {
     let events = warp::path!("rooms" / String / "events")
         .and(warp::get())
         .and(caller.clone())
+        .and(limits::admit(admission))
         .and(with_rooms(rooms.clone()))
         .map(events::events);
     let start_recording = warp::path!("rooms" / String / "recordings")
@@ -241,7 +249,7 @@ fn room(rooms: Rooms, auth: Arc<Auth>) -> Routes {
 }
 
 /// The server's: every room, the debug counts.
-fn server(rooms: Rooms, auth: Arc<Auth>) -> Routes {
+fn server(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
     let caller = access::caller(auth);
     let list = warp::path!("rooms")
         .and(warp::get())
@@ -257,8 +265,15 @@ fn server(rooms: Rooms, auth: Arc<Auth>) -> Routes {
         .and(warp::get())
         .and(caller)
         .map(
-            |authz: Authz| match allow(authz, |c| c.may_administer_server()) {
-                Ok(_) => json(StatusCode::OK, &crate::metrics::snapshot()),
+            move |authz: Authz| match allow(authz, |c| c.may_administer_server()) {
+                Ok(_) => {
+                    let mut counts = serde_json::to_value(crate::metrics::snapshot())
+                        .expect("the counts always serialise");
+                    // What load-aware admission compares with --max-load.
+                    counts["load_percent"] =
+                        serde_json::json!((admission.load().get() * 1000.0).round() / 10.0);
+                    json(StatusCode::OK, &counts)
+                }
                 Err(reply) => reply,
             },
         );

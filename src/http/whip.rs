@@ -8,9 +8,10 @@ use warp::http::{Response, StatusCode, header};
 
 use super::access::{Authz, allow, forbidden, unauthorized};
 use super::body::{has_media_type, is_sdp};
+use super::limits::{Admit, refused};
 use super::reply::{empty, error};
 use super::{Reply, TRICKLE_TYPE};
-use crate::room::{JoinError, Rooms, SessionError, TrickleError, valid_room_name};
+use crate::room::{JoinError, JoinRequest, Rooms, SessionError, TrickleError, valid_room_name};
 use crate::sdp::parse_fragment;
 use crate::types::{SessionRef, SessionSecret};
 
@@ -34,6 +35,8 @@ impl std::str::FromStr for Endpoint {
 }
 
 /// RFC 9725 §4.2: an offer POSTed to a room's WHIP or WHEP endpoint → 201 with the answer.
+// What a warp route extracts, one argument each.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn join(
     room: String,
     endpoint: Endpoint,
@@ -41,6 +44,7 @@ pub(super) async fn join(
     query: HashMap<String, String>,
     body: Result<Bytes, Reply>,
     authz: Authz,
+    admit: Admit,
     rooms: Rooms,
 ) -> Reply {
     let body = match body {
@@ -89,7 +93,21 @@ pub(super) async fn join(
         .get("name")
         .map(|n| n.trim().chars().take(64).collect::<String>())
         .filter(|n| !n.is_empty());
-    match rooms.join(&room, whep, offer, name, quality, caller).await {
+    // Last, once the request is known to be good: a place among the server's sessions and the
+    // address's unconnected ones, under the server's load.
+    let slots = match admit.session() {
+        Ok(slots) => slots,
+        Err(reply) => return reply,
+    };
+    let request = JoinRequest {
+        whep,
+        offer,
+        name,
+        quality,
+        caller,
+        slots,
+    };
+    match rooms.join(&room, request).await {
         Ok(answer) => Response::builder()
             .status(StatusCode::CREATED)
             .header(header::CONTENT_TYPE, "application/sdp")
@@ -117,6 +135,7 @@ fn join_error(e: JoinError) -> Reply {
         JoinError::RoomFull(_) => (StatusCode::FORBIDDEN, "room_full"),
         JoinError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         JoinError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        JoinError::Refused(refusal) => return refused(refusal),
         JoinError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     error(status, code, &e.to_string())

@@ -80,6 +80,8 @@ enum Command {
     Stats {
         reply: oneshot::Sender<MixerStats>,
     },
+    Wake,
+    Sleep,
 }
 
 /// The room's side of its mixer. See the module docs.
@@ -90,7 +92,8 @@ pub struct MixerHandle {
 }
 
 impl MixerHandle {
-    /// Starts a room's pipeline on a thread of its own and waits (bounded) until it plays.
+    /// Builds a room's pipeline on a thread of its own and waits (bounded) until it is built;
+    /// it starts playing on [`MixerHandle::wake`].
     pub(super) async fn start(
         templates: Arc<Templates>,
         codecs: Vec<VideoCodec>,
@@ -122,6 +125,16 @@ impl MixerHandle {
             thread: Some(thread),
         };
         Ok((handle, events))
+    }
+
+    /// Starts the pipeline (if it sleeps): a session is connected.
+    pub async fn wake(&self) {
+        self.send(Command::Wake).await;
+    }
+
+    /// Stops the pipeline until the next [`MixerHandle::wake`]: the room is empty.
+    pub async fn sleep(&self) {
+        self.send(Command::Sleep).await;
     }
 
     async fn send(&self, command: Command) {
@@ -331,6 +344,19 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(mixer.stats());
+            }
+            Command::Sleep => {
+                let took = std::time::Instant::now();
+                mixer.sleep();
+                tracing::debug!("the pipeline stopped in {:?}", took.elapsed());
+            }
+            Command::Wake => {
+                let took = std::time::Instant::now();
+                if let Err(e) = mixer.wake() {
+                    // The room learns it from the pipeline's bus (an error it re-reads).
+                    tracing::error!("{e}");
+                }
+                tracing::debug!("the pipeline started in {:?}", took.elapsed());
             }
         }
     }

@@ -59,6 +59,8 @@ pub(super) struct Mixer {
     pub(super) signals: Arc<Signals>,
     /// The canvas and bitrates (each mix-minus is built with them).
     pub(super) mix: MixConfig,
+    /// Whether the pipeline was started ([`Mixer::wake`]).
+    awake: bool,
     _live: Live,
 }
 
@@ -132,15 +134,37 @@ impl Mixer {
             audio_muted: Default::default(),
             signals,
             mix: mix.clone(),
+            awake: false,
             _live: Live::new(&metrics::PIPELINES),
         };
         // Nobody receives anything yet: every shared encoder idles until someone does.
         mixer.set_receivers(&Default::default(), false);
-        mixer
-            .pipeline
+        // The pipeline stays in Null, with no streaming thread and no clock ticking, until the
+        // room has a connected session ([`Mixer::wake`]): a room full of offers that never
+        // connect (a flood, a forgotten tab) costs memory only.
+        Ok(mixer)
+    }
+
+    /// Stops the pipeline (Null: no streaming thread, no clock) while the room is empty; the
+    /// next [`Mixer::wake`] starts it again from a fresh running time.
+    pub(super) fn sleep(&mut self) {
+        if self.awake {
+            self.awake = false;
+            let _ = self.pipeline.set_state(gst::State::Null);
+        }
+    }
+
+    /// Starts the pipeline: a session of the room is connected, so media may flow and someone
+    /// may receive it. Branches added before are started with it. Does nothing if it plays.
+    pub(super) fn wake(&mut self) -> Result<(), MediaError> {
+        if self.awake {
+            return Ok(());
+        }
+        self.awake = true;
+        self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| build_err("starting the room pipeline", e))?;
-        Ok(mixer)
+        Ok(())
     }
 
     /// The taps of the outputs that exist from the start.

@@ -81,6 +81,10 @@ pub struct MediaFactory {
     templates: Arc<Templates>,
     /// Codecs whose output description builds here (its encoder plugin is installed).
     encodable: Vec<VideoCodec>,
+    /// Rooms' pipelines built at once. Building one is tens of milliseconds of CPU on its own
+    /// thread; twenty rooms starting together (a flood, 9 o'clock) would take every core from
+    /// the HTTP workers and the running rooms. Half the cores build, the rest keep serving.
+    builds: Arc<tokio::sync::Semaphore>,
 }
 
 impl MediaFactory {
@@ -109,9 +113,11 @@ impl MediaFactory {
                 }
             })
             .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(MediaFactory {
             templates: Arc::new(templates),
             encodable,
+            builds: Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1))),
         })
     }
 
@@ -125,13 +131,18 @@ impl MediaFactory {
         self.templates.has(&input_template(kind, mime_type))
     }
 
-    /// Starts a room's pipeline (PLAYING) on a thread of its own; returns the handle to it
-    /// and what it reports.
+    /// Builds a room's pipeline on a thread of its own (it plays once woken); returns the
+    /// handle to it and what it reports. Waits its turn among [`MediaFactory::builds`].
     pub async fn start_mixer(
         &self,
         room: &str,
         mix: &MixConfig,
     ) -> Result<(MixerHandle, MixerEvents), MediaError> {
+        let _building = self
+            .builds
+            .acquire()
+            .await
+            .map_err(|_| MediaError::Stopped("the media factory is closed".into()))?;
         MixerHandle::start(
             self.templates.clone(),
             self.encodable.clone(),

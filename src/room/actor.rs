@@ -23,7 +23,7 @@ use super::api::{Canvas, RecordingError, RoomInfo, SessionError, TrickleError};
 use super::context::RoomContext;
 use super::events::{LeaveReason, RoomEvent};
 use super::handle::RoomCommand;
-use super::join::{JoinRequest, Negotiated};
+use super::join::Negotiated;
 use super::keyframe::KeyframeGate;
 use super::recording::ActiveRecording;
 use super::session::{Pending, Session};
@@ -59,6 +59,11 @@ pub(super) struct RoomActor {
     empty_since: Option<Instant>,
     /// Set when the room must end now (an administrator ended it): why its sessions leave.
     ending: Option<LeaveReason>,
+    /// Whether the pipeline plays: it sleeps until a session connects and again whenever the
+    /// room is empty and records nothing (see [`RoomActor::wake`]).
+    awake: bool,
+    /// Whether a session ever connected: only then does an empty room linger for its return.
+    used: bool,
     _live: Live,
 }
 
@@ -86,7 +91,33 @@ impl RoomActor {
             output_rates: HashMap::new(),
             empty_since: Some(Instant::now()),
             ending: None,
+            awake: false,
+            used: false,
             _live: Live::new(&metrics::ROOMS),
+        }
+    }
+
+    /// Starts the pipeline when a session connects: media may flow, someone may receive it.
+    /// Until then a room (of offers that never connect, say) has no streaming thread and no
+    /// clock; a recording started before records from that moment.
+    pub(super) async fn wake(&mut self) {
+        self.used = true;
+        if !self.awake {
+            self.awake = true;
+            self.mixer.wake().await;
+        }
+    }
+
+    /// Stops the pipeline when the room is empty and records nothing: a room lingering for
+    /// its people to come back costs no CPU.
+    async fn sleep_if_idle(&mut self) {
+        if self.awake
+            && self.sessions.is_empty()
+            && self.pending.is_empty()
+            && self.recordings.is_empty()
+        {
+            self.awake = false;
+            self.mixer.sleep().await;
         }
     }
 
@@ -101,6 +132,10 @@ impl RoomActor {
         let linger = self.ctx.config.room_linger;
         loop {
             let keyframe_due = self.keyframes.values().filter_map(KeyframeGate::due).min();
+            let connect_due = self.sessions.iter().filter_map(|s| s.connect_by).min();
+            // A room nobody ever connected to (offers that went nowhere) has nobody to wait
+            // for: it ends as soon as it is empty.
+            let linger = if self.used { linger } else { Duration::ZERO };
             let end_at = self.empty_since.map(|t| t + linger);
             tokio::select! {
                 Some(cmd) = self.commands.recv() => {
@@ -121,6 +156,7 @@ impl RoomActor {
                 },
                 Some(_) = self.background.join_next() => {}
                 _ = sleep_until_opt(keyframe_due) => self.force_due_keyframes().await,
+                _ = sleep_until_opt(connect_due) => self.drop_unconnected().await,
                 _ = sleep_until_opt(end_at) => {
                     if self.try_end() {
                         break;
@@ -128,6 +164,7 @@ impl RoomActor {
                 }
                 _ = shutdown.cancelled() => break,
             }
+            self.sleep_if_idle().await;
         }
         self.end().await;
     }
@@ -190,23 +227,7 @@ impl RoomActor {
 
     async fn on_command(&mut self, cmd: RoomCommand) {
         match cmd {
-            RoomCommand::Join {
-                whep,
-                offer,
-                name,
-                quality,
-                caller,
-                reply,
-            } => {
-                let request = JoinRequest {
-                    whep,
-                    offer,
-                    name,
-                    quality,
-                    caller,
-                };
-                self.begin_join(request, reply).await
-            }
+            RoomCommand::Join { request, reply } => self.begin_join(request, reply).await,
             RoomCommand::Leave {
                 target,
                 caller,

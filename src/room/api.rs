@@ -3,11 +3,28 @@
 
 use serde::Serialize;
 
-use crate::auth::Denied;
+use crate::auth::{Caller, Denied};
 use crate::media::MixerStats;
 use crate::types::{
-    ConnectionState, OutputKey, RecordingFormat, Rect, SessionId, SessionKind, SessionSecret,
+    ConnectionState, OutputKey, RecordingFormat, Rect, SessionId, SessionKind, SessionSecret, Tier,
 };
+
+/// What a join asks for.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// WHEP (a viewer) rather than WHIP.
+    pub whep: bool,
+    /// The SDP offer.
+    pub offer: String,
+    /// `?name=` (a token's name wins).
+    pub name: Option<String>,
+    /// `?quality=`.
+    pub quality: Option<Tier>,
+    /// Who asks: what kinds of session it may make, and whose the session is.
+    pub caller: Caller,
+    /// Its places under the admission limits, held as long as it lives.
+    pub slots: crate::admission::SessionSlots,
+}
 
 /// Why a join was refused.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +44,9 @@ pub enum JoinError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A limit of the server or of the caller's address (admission control).
+    #[error("{0}")]
+    Refused(crate::admission::Refusal),
     /// Something failed on our side.
     #[error("{0}")]
     Internal(String),

@@ -6,11 +6,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{
-    JoinAnswer, JoinError, RecordingError, RecordingInfo, RoomInfo, SessionError, TrickleError,
+    JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RoomInfo, SessionError,
+    TrickleError,
 };
 use crate::auth::Caller;
 use crate::sdp::TrickleFragment;
-use crate::types::{RecordingFormat, SessionRef, Tier};
+use crate::types::{RecordingFormat, SessionRef};
 
 /// Commands a room's mailbox holds before senders wait (backpressure on the HTTP edge).
 pub(super) const MAILBOX: usize = 64;
@@ -20,11 +21,7 @@ const ROOM_REPLY_DEADLINE: Duration = Duration::from_secs(15);
 /// What the HTTP edge asks of a room.
 pub(super) enum RoomCommand {
     Join {
-        whep: bool,
-        offer: String,
-        name: Option<String>,
-        quality: Option<Tier>,
-        caller: Caller,
+        request: JoinRequest,
         reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     },
     Leave {

@@ -8,11 +8,10 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::actor::RoomActor;
-use super::api::{JoinAnswer, JoinError};
+use super::api::{JoinAnswer, JoinError, JoinRequest};
 use super::events::RoomEvent;
 use super::session::{Pending, Session};
 use super::tiers::{TierPolicy, h264_ceiling};
-use crate::auth::Caller;
 use crate::peer::{Direction, OfferSummary, OfferedFormat, Peer, PeerError, SendPlan};
 use crate::sdp::h264::{Level, ProfileLevelId};
 use crate::sdp::ice_ufrag;
@@ -148,19 +147,6 @@ pub(super) fn check_codecs(
     Ok(())
 }
 
-/// What a join asks for.
-pub(super) struct JoinRequest {
-    /// WHEP (a viewer) rather than WHIP.
-    pub(super) whep: bool,
-    pub(super) offer: String,
-    /// `?name=` (a token's name wins).
-    pub(super) name: Option<String>,
-    /// `?quality=`.
-    pub(super) quality: Option<Tier>,
-    /// Who asks: what kinds of session it may make, and whose the session is.
-    pub(super) caller: Caller,
-}
-
 impl RoomActor {
     pub(super) async fn begin_join(
         &mut self,
@@ -173,6 +159,7 @@ impl RoomActor {
             name,
             quality,
             caller,
+            slots,
         } = request;
         let prepared = (|| {
             let summary = crate::peer::inspect_offer(&offer)
@@ -264,6 +251,7 @@ impl RoomActor {
                 output,
                 pinned: quality.is_some(),
                 ceiling,
+                slots,
                 reply,
                 early: Vec::new(),
             },
@@ -312,6 +300,7 @@ impl RoomActor {
             kind: pending.kind,
             name: pending.name.clone(),
             state: ConnectionState::Connecting,
+            connect_by: Some(Instant::now() + super::session::CONNECT_DEADLINE),
             peer,
             sends_video: pending.sends_video,
             sending: false,
@@ -331,6 +320,7 @@ impl RoomActor {
             video_muted: false,
             audio_held: false,
             video_held: false,
+            slots: pending.slots,
         });
         tracing::info!(room = %self.ctx.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
         // Who joined first, then where the tiles went.

@@ -26,8 +26,8 @@ pub mod tiers;
 mod tiling;
 
 pub use api::{
-    Canvas, JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomInfo,
-    SessionError, SessionInfo, TrickleError, valid_room_name,
+    Canvas, JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RecordingState,
+    RoomInfo, SessionError, SessionInfo, TrickleError, valid_room_name,
 };
 pub use handle::RoomHandle;
 pub use recording::Recordings;

@@ -13,19 +13,20 @@ use tokio_util::task::TaskTracker;
 
 use super::actor::RoomActor;
 use super::api::{
-    JoinAnswer, JoinError, RecordingError, RecordingInfo, RecordingState, RoomInfo, SessionError,
-    TrickleError,
+    JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RecordingState, RoomInfo,
+    SessionError, TrickleError,
 };
 use super::context::{Registration, RoomContext};
 use super::events::{EventChannels, RoomEvent};
 use super::handle::{MAILBOX, RoomCommand, RoomGone, RoomHandle};
 use super::recording::Recordings;
+use crate::admission::Refusal;
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::media::MediaFactory;
 use crate::peer::PeerFactory;
 use crate::sdp::TrickleFragment;
-use crate::types::{RecordingFormat, SessionRef, Tier};
+use crate::types::{RecordingFormat, SessionRef};
 
 pub(super) struct RoomsInner {
     config: Arc<Config>,
@@ -97,6 +98,11 @@ impl Rooms {
         if let Some(handle) = self.get(room) {
             return Ok(handle);
         }
+        let max_rooms = self.inner.config.limits.max_rooms;
+        let full = || JoinError::Refused(Refusal::TooManyRooms(max_rooms));
+        if self.inner.lock().len() >= max_rooms {
+            return Err(full());
+        }
         static INSTANCE: AtomicU64 = AtomicU64::new(1);
         // Built outside the lock, on the mixer's own thread (starting a pipeline takes
         // milliseconds of blocking work).
@@ -112,6 +118,10 @@ impl Rooms {
                 // Someone else started it meanwhile; ours is dropped unused (its thread ends
                 // and sets its pipeline to Null).
                 return Ok(handle.clone());
+            }
+            if map.len() >= max_rooms {
+                // Others started rooms meanwhile; ours is dropped unused.
+                return Err(full());
             }
             let (tx, rx) = mpsc::channel(MAILBOX);
             let handle = RoomHandle {
@@ -140,31 +150,14 @@ impl Rooms {
     }
 
     /// Joins `room` (starting it if needed) with a WHIP (`whep == false`) or WHEP offer.
-    pub async fn join(
-        &self,
-        room: &str,
-        whep: bool,
-        offer: String,
-        name: Option<String>,
-        quality: Option<Tier>,
-        caller: Caller,
-    ) -> Result<JoinAnswer, JoinError> {
+    pub async fn join(&self, room: &str, request: JoinRequest) -> Result<JoinAnswer, JoinError> {
         // A room may end between lookup and delivery; then a fresh one is started. Twice is
         // enough: the second room is brand new and has no linger timer running.
         for _ in 0..3 {
             let handle = self.get_or_start(room).await?;
-            let offer = offer.clone();
-            let name = name.clone();
-            let caller = caller.clone();
+            let request = request.clone();
             match handle
-                .ask(|reply| RoomCommand::Join {
-                    whep,
-                    offer,
-                    name,
-                    quality,
-                    caller,
-                    reply,
-                })
+                .ask(|reply| RoomCommand::Join { request, reply })
                 .await
             {
                 Ok(answer) => return answer,

@@ -2,7 +2,7 @@
 //! sends and receives, its mute flags), how it leaves, and what its peer tells the room.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -10,6 +10,7 @@ use super::actor::{PLI_INTERVAL, RoomActor};
 use super::api::{JoinAnswer, JoinError, SessionError, SessionInfo, TrickleError};
 use super::events::{LeaveReason, RoomEvent};
 use super::tiers::TierPolicy;
+use crate::admission::SessionSlots;
 use crate::auth::{Caller, SessionRight};
 use crate::media::{RtpInput, Tap};
 use crate::peer::{Peer, PeerEvent, PeerEventKind, SendPlan};
@@ -18,6 +19,9 @@ use crate::types::{
     ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, SessionRef, SessionSecret,
     Tier,
 };
+
+/// How long a session may take from its answer to `Connected` (ICE and DTLS).
+pub(super) const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 
 /// A joined session.
 pub(super) struct Session {
@@ -29,6 +33,9 @@ pub(super) struct Session {
     pub(super) kind: SessionKind,
     pub(super) name: Option<String>,
     pub(super) state: ConnectionState,
+    /// When it must have connected by (`None` once it has): an offer that never connects
+    /// holds a port, a peer and its address's pending slot this long at most.
+    pub(super) connect_by: Option<Instant>,
     pub(super) peer: Peer,
     pub(super) sends_video: bool,
     /// Whether the mix is being sent to it (from its first `Connected` on).
@@ -54,6 +61,8 @@ pub(super) struct Session {
     /// What an administrator holds muted (its own unmute does not lift these).
     pub(super) audio_held: bool,
     pub(super) video_held: bool,
+    /// Its places under the admission limits, given back when it ends.
+    pub(super) slots: SessionSlots,
 }
 
 impl Session {
@@ -103,6 +112,8 @@ pub(super) struct Pending {
     pub(super) pinned: bool,
     /// The best tier its decoder takes.
     pub(super) ceiling: Tier,
+    /// Its places under the admission limits.
+    pub(super) slots: SessionSlots,
     pub(super) reply: oneshot::Sender<Result<JoinAnswer, JoinError>>,
     /// Peer events that arrived before the negotiation finished, handled once it has.
     pub(super) early: Vec<PeerEventKind>,
@@ -153,6 +164,21 @@ impl RoomActor {
     /// Takes a session out: its media first (the mixer removes its branches on its own thread,
     /// in order), then its connection (closed in the background); tells the streams and
     /// reflows. False if there is no such session.
+    /// Removes the sessions that did not connect in time.
+    pub(super) async fn drop_unconnected(&mut self) {
+        let now = Instant::now();
+        let late: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|s| s.connect_by.is_some_and(|t| t <= now))
+            .map(|s| s.id)
+            .collect();
+        for session in late {
+            tracing::info!(room = %self.ctx.name, %session, "did not connect within {CONNECT_DEADLINE:?}");
+            self.remove_session(session, LeaveReason::Failed).await;
+        }
+    }
+
     pub(super) async fn remove_session(&mut self, session: SessionId, reason: LeaveReason) -> bool {
         let Some(idx) = self.sessions.iter().position(|s| s.id == session) else {
             return false;
@@ -357,6 +383,12 @@ impl RoomActor {
             };
             self.remove_session(session, reason).await;
             return;
+        }
+        if state == ConnectionState::Connected {
+            // Its address may start another session; the server's count keeps it until it ends.
+            self.sessions[idx].slots.connected();
+            self.sessions[idx].connect_by = None;
+            self.wake().await;
         }
         let s = &mut self.sessions[idx];
         if state != ConnectionState::Connected || !s.kind.receives() {

@@ -1,5 +1,6 @@
 //! The one integration-test binary.
 mod acme;
+mod admission;
 mod auth;
 mod bench;
 mod browser;

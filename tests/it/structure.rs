@@ -14,13 +14,14 @@ use crate::support::{JoinOptions, Role, SendMedia, TestClient, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// GETs `/healthz` one request after another until `stop` says so; returns every latency. On
+/// GETs `/healthz` one request after another until `stop` says so; returns when each was sent
+/// and how long it took. On
 /// a thread and runtime of its own, so the test's own busy runtime (every client's media tasks)
 /// does not delay the probe: what is measured is the server.
 fn probe_health(
     base: String,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> std::thread::JoinHandle<Result<Vec<Duration>>> {
+) -> std::thread::JoinHandle<Result<Vec<(Instant, Duration)>>> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -32,7 +33,7 @@ fn probe_health(
             while !*stop.borrow() {
                 let t0 = Instant::now();
                 let status = client.get(url.clone()).send().await?.status();
-                latencies.push(t0.elapsed());
+                latencies.push((t0, t0.elapsed()));
                 ensure!(status == 200, "healthz answered {status}");
             }
             Ok(latencies)
@@ -87,7 +88,8 @@ async fn issue10_the_health_check_answers_at_once_while_participants_leave() -> 
     let probe = probe_health(base.clone(), stop);
     // A steady moment first, then the leaves, then two seconds more: the branches come out
     // after DELETE has answered.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let leaves_at = Instant::now();
     for left in futures::future::join_all(leavers.into_iter().map(TestClient::leave)).await {
         left?;
     }
@@ -103,9 +105,17 @@ async fn issue10_the_health_check_answers_at_once_while_participants_leave() -> 
     let latencies = tokio::task::spawn_blocking(move || probe.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
-    let worst = latencies.iter().max().copied().unwrap_or_default();
+    let worst_of = |during: bool| {
+        latencies
+            .iter()
+            .filter(|(t0, _)| (*t0 >= leaves_at) == during)
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or_default()
+    };
+    let (steady, worst) = (worst_of(false), worst_of(true));
     eprintln!(
-        "healthz during the leaves: {} requests, worst {worst:?}",
+        "healthz: {} requests, worst {steady:?} in the steady second before, {worst:?} during the leaves",
         latencies.len()
     );
     ensure!(
@@ -113,9 +123,13 @@ async fn issue10_the_health_check_answers_at_once_while_participants_leave() -> 
         "too few requests: {}",
         latencies.len()
     );
+    // Against the same room's steady second, in the same run: the test process's own encoders
+    // share the two cores, so the absolute figure depends on the machine. A blocked worker
+    // (what this guards against) stalls for the 2 s a pad may take to go idle.
+    let bound = (steady * 3).max(Duration::from_millis(50));
     ensure!(
-        worst < Duration::from_millis(50),
-        "the health check waited {worst:?} during the leaves"
+        worst < bound,
+        "the health check waited {worst:?} during the leaves (steady: {steady:?})"
     );
     drop((room_a, viewer_a, room_b, viewer_b));
     Ok(())

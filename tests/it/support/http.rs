@@ -56,6 +56,8 @@ pub struct RawResponse {
     pub content_type: Option<String>,
     /// The `WWW-Authenticate` header (a `401`'s challenge).
     pub www_authenticate: Option<String>,
+    /// The `Retry-After` header (a `429`'s or `503`'s).
+    pub retry_after: Option<String>,
     pub body: String,
 }
 
@@ -72,6 +74,7 @@ impl RawResponse {
         let etag = header(reqwest::header::ETAG);
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let www_authenticate = header(reqwest::header::WWW_AUTHENTICATE);
+        let retry_after = header(reqwest::header::RETRY_AFTER);
         let status = response.status().as_u16();
         let body = response.text().await.context("reading the response body")?;
         Ok(RawResponse {
@@ -80,6 +83,7 @@ impl RawResponse {
             etag,
             content_type,
             www_authenticate,
+            retry_after,
             body,
         })
     }
