@@ -173,7 +173,7 @@ impl Admission {
         })
     }
 
-    /// A new session from `addr` (`None`: an address we do not know, counted as one): the
+    /// A new session from `addr` (`None`: see [`addr_key`]): the
     /// server's load and session count allow it, and the address has room for one more
     /// session that is not connected yet. The slots go with the session: the pending one is
     /// dropped when it connects, the server's when it ends.
@@ -183,10 +183,9 @@ impl Admission {
             .sessions
             .try_take(())
             .ok_or(Refusal::TooManySessions(self.limits.max_sessions))?;
-        let key = addr.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let pending = self
             .pending
-            .try_take(key)
+            .try_take(addr_key(addr))
             .ok_or(Refusal::TooManyPending(self.limits.max_pending_per_addr))?;
         Ok(SessionSlots(Arc::new(std::sync::Mutex::new(SlotsHeld {
             _server: server,
@@ -196,9 +195,8 @@ impl Admission {
 
     /// An event stream for `addr`, held as long as the stream is open.
     pub fn admit_stream(&self, addr: Option<IpAddr>) -> Result<Slot<IpAddr>, Refusal> {
-        let key = addr.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         self.streams
-            .try_take(key)
+            .try_take(addr_key(addr))
             .ok_or(Refusal::TooManyStreams(self.limits.max_streams_per_addr))
     }
 
@@ -226,6 +224,12 @@ impl Admission {
             }
         }
     }
+}
+
+/// The key an address is counted under: one we do not know (served without our accept loop)
+/// counts as one address.
+fn addr_key(addr: Option<IpAddr>) -> IpAddr {
+    addr.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// What a session holds while it lives: its place among the server's sessions, and while it

@@ -11,6 +11,7 @@ use super::body::{has_media_type, is_sdp};
 use super::limits::{Admit, refused};
 use super::reply::{empty, error};
 use super::{Reply, TRICKLE_TYPE};
+use crate::auth::Caller;
 use crate::room::{JoinError, JoinRequest, Rooms, SessionError, TrickleError, valid_room_name};
 use crate::sdp::parse_fragment;
 use crate::types::{SessionRef, SessionSecret};
@@ -141,12 +142,18 @@ fn join_error(e: JoinError) -> Reply {
     error(status, code, &e.to_string())
 }
 
-/// The session a URL segment names (its secret, or its public id), if the room name is valid.
-fn session_ref(room: &str, session: &str) -> Option<SessionRef> {
-    if !valid_room_name(room) {
-        return None;
-    }
-    SessionRef::parse(session)
+/// Who asks and which session the URL segment names (its secret, or its public id), or the
+/// answer refusing the request: `401` without a usable token, `404` for a segment that names
+/// no session (or a room name that is not valid).
+// The error is the finished response, built once per refused request.
+#[allow(clippy::result_large_err)]
+fn session_request(authz: Authz, room: &str, session: &str) -> Result<(Caller, SessionRef), Reply> {
+    let caller = authz.map_err(|e| unauthorized(&e))?;
+    let target = valid_room_name(room)
+        .then(|| SessionRef::parse(session))
+        .flatten()
+        .ok_or_else(|| unknown_session(room, session))?;
+    Ok((caller, target))
 }
 
 /// The answer for a session request the room refused.
@@ -167,12 +174,9 @@ fn unknown_session(room: &str, session: &str) -> Reply {
 
 /// `DELETE`: its owner leaves, or an administrator removes it (by its public id).
 pub(super) async fn leave(room: String, session: String, authz: Authz, rooms: Rooms) -> Reply {
-    let caller = match authz {
-        Ok(caller) => caller,
-        Err(e) => return unauthorized(&e),
-    };
-    let Some(target) = session_ref(&room, &session) else {
-        return unknown_session(&room, &session);
+    let (caller, target) = match session_request(authz, &room, &session) {
+        Ok(request) => request,
+        Err(reply) => return reply,
     };
     match rooms.leave(&room, target, caller).await {
         Ok(()) => empty(StatusCode::OK),
@@ -194,12 +198,9 @@ pub(super) async fn trickle(
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let caller = match authz {
-        Ok(caller) => caller,
-        Err(e) => return unauthorized(&e),
-    };
-    let Some(target) = session_ref(&room, &session) else {
-        return unknown_session(&room, &session);
+    let (caller, target) = match session_request(authz, &room, &session) {
+        Ok(request) => request,
+        Err(reply) => return reply,
     };
     if !has_media_type(content_type.as_deref(), TRICKLE_TYPE) {
         return error(
@@ -256,12 +257,9 @@ pub(super) async fn mute(
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let caller = match authz {
-        Ok(caller) => caller,
-        Err(e) => return unauthorized(&e),
-    };
-    let Some(target) = session_ref(&room, &session) else {
-        return unknown_session(&room, &session);
+    let (caller, target) = match session_request(authz, &room, &session) {
+        Ok(request) => request,
+        Err(reply) => return reply,
     };
     let request: MuteRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

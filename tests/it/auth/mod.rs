@@ -91,15 +91,6 @@ fn url(server: &TestServer, path: &str) -> Result<Url> {
     Url::parse(&server.url(path)).context("a URL")
 }
 
-async fn call(
-    method: Method,
-    url: &Url,
-    token: Option<&str>,
-    body: Option<(&str, String)>,
-) -> Result<RawResponse> {
-    http::send(method, url, token, body).await
-}
-
 /// `response` is `status` with the JSON error `code`.
 fn assert_refused(case: &str, response: &RawResponse, status: u16, code: &str) {
     assert_eq!(response.status, status, "{case}: {}", response.body);
@@ -197,14 +188,14 @@ async fn issue11_tokens_are_checked_on_every_request_with_401_and_403() -> Resul
         ("a token signed with another secret", Some(forged.as_str())),
         ("a token of an unknown key", Some(unknown_key.as_str())),
     ] {
-        let r = call(Method::POST, &whip("a")?, token, body()).await?;
+        let r = http::send(Method::POST, &whip("a")?, token, body()).await?;
         assert_refused(case, &r, 401, "unauthorized");
         if token.is_some() {
             let challenge = r.www_authenticate.as_deref().unwrap_or("");
             assert!(challenge.contains("invalid_token"), "{case}: {challenge}");
         }
     }
-    let r = call(Method::POST, &whip("a")?, Some(&expired), body()).await?;
+    let r = http::send(Method::POST, &whip("a")?, Some(&expired), body()).await?;
     assert!(r.body.contains("expired"), "{}", r.body);
     // A header in another scheme is no token either.
     let basic = http::client()?
@@ -217,9 +208,9 @@ async fn issue11_tokens_are_checked_on_every_request_with_401_and_403() -> Resul
     assert_eq!(basic.status(), 401);
 
     // Good tokens without the grant, or for another room.
-    let r = call(Method::POST, &whip("a")?, Some(&view_a), body()).await?;
+    let r = http::send(Method::POST, &whip("a")?, Some(&view_a), body()).await?;
     assert_refused("a view token on WHIP", &r, 403, "forbidden");
-    let r = call(Method::POST, &whip("b")?, Some(&join_a), body()).await?;
+    let r = http::send(Method::POST, &whip("b")?, Some(&join_a), body()).await?;
     assert_refused("room a's token on room b", &r, 403, "forbidden");
     assert!(
         r.body.contains("\\\"a\\\""),
@@ -227,7 +218,7 @@ async fn issue11_tokens_are_checked_on_every_request_with_401_and_403() -> Resul
         r.body
     );
     let whep = offer(Role::Viewer).await?;
-    let r = call(
+    let r = http::send(
         Method::POST,
         &url(&server, "/rooms/b/whep")?,
         Some(&view_a),
@@ -237,23 +228,23 @@ async fn issue11_tokens_are_checked_on_every_request_with_401_and_403() -> Resul
     assert_refused("room a's view token on room b", &r, 403, "forbidden");
 
     // Room state: a token for the room; the server's lists: a server administrator.
-    let r = call(Method::GET, &url(&server, "/rooms/a")?, None, None).await?;
+    let r = http::send(Method::GET, &url(&server, "/rooms/a")?, None, None).await?;
     assert_refused("room state without a token", &r, 401, "unauthorized");
-    let r = call(Method::GET, &url(&server, "/rooms/b")?, Some(&view_a), None).await?;
+    let r = http::send(Method::GET, &url(&server, "/rooms/b")?, Some(&view_a), None).await?;
     assert_refused("room b's state with room a's token", &r, 403, "forbidden");
-    let r = call(Method::GET, &url(&server, "/rooms/a")?, Some(&view_a), None).await?;
+    let r = http::send(Method::GET, &url(&server, "/rooms/a")?, Some(&view_a), None).await?;
     assert_refused("room a's state (no one there yet)", &r, 404, "unknown_room");
     for path in ["/rooms", "/debug/counts"] {
-        let r = call(Method::GET, &url(&server, path)?, Some(&join_a), None).await?;
+        let r = http::send(Method::GET, &url(&server, path)?, Some(&join_a), None).await?;
         assert_refused(path, &r, 403, "forbidden");
-        let r = call(Method::GET, &url(&server, path)?, Some(&admin), None).await?;
+        let r = http::send(Method::GET, &url(&server, path)?, Some(&admin), None).await?;
         assert_eq!(r.status, 200, "{path} for the server admin: {}", r.body);
         // GET takes ?access_token= as well.
         let mut with_query = url(&server, path)?;
         with_query
             .query_pairs_mut()
             .append_pair("access_token", &admin);
-        let r = call(Method::GET, &with_query, None, None).await?;
+        let r = http::send(Method::GET, &with_query, None, None).await?;
         assert_eq!(r.status, 200, "{path}?access_token=: {}", r.body);
     }
     // ... but not on a POST: a token in a URL ends up in logs and histories.
@@ -261,21 +252,21 @@ async fn issue11_tokens_are_checked_on_every_request_with_401_and_403() -> Resul
     in_query
         .query_pairs_mut()
         .append_pair("access_token", &join_a);
-    let r = call(Method::POST, &in_query, None, body()).await?;
+    let r = http::send(Method::POST, &in_query, None, body()).await?;
     assert_refused("a POST with ?access_token=", &r, 401, "unauthorized");
 
     // Open to anyone: health (which says tokens are needed), pages, CORS preflights.
     let health = http::get_json(&url(&server, "/healthz")?).await?;
     assert_eq!(health["tokens"], true, "{health}");
-    let page = call(Method::GET, &url(&server, "/")?, None, None).await?;
+    let page = http::send(Method::GET, &url(&server, "/")?, None, None).await?;
     assert_eq!(page.status, 200);
-    let preflight = call(Method::OPTIONS, &whip("a")?, None, None).await?;
+    let preflight = http::send(Method::OPTIONS, &whip("a")?, None, None).await?;
     assert_eq!(preflight.status, 204);
 
     // With the right token the same offer is answered.
-    let r = call(Method::POST, &whip("a")?, Some(&join_a), body()).await?;
+    let r = http::send(Method::POST, &whip("a")?, Some(&join_a), body()).await?;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = call(
+    let r = http::send(
         Method::POST,
         &url(&server, "/rooms/a/whep")?,
         Some(&view_a),

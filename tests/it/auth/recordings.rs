@@ -20,20 +20,20 @@ async fn issue11_recordings_need_the_record_grant_and_download_links_are_signed(
     .await?;
     let recordings = url(&server, "/rooms/rec/recordings")?;
     let empty = || Some(("application/json", "{}".to_owned()));
-    let r = call(Method::POST, &recordings, None, empty()).await?;
+    let r = http::send(Method::POST, &recordings, None, empty()).await?;
     assert_refused("recording without a token", &r, 401, "unauthorized");
-    let r = call(Method::POST, &recordings, Some(&join), empty()).await?;
+    let r = http::send(Method::POST, &recordings, Some(&join), empty()).await?;
     assert_refused("recording with a join token", &r, 403, "forbidden");
-    let r = call(Method::GET, &recordings, Some(&join), None).await?;
+    let r = http::send(Method::GET, &recordings, Some(&join), None).await?;
     assert_refused("listing with a join token", &r, 403, "forbidden");
-    let r = call(Method::POST, &recordings, Some(&record), empty()).await?;
+    let r = http::send(Method::POST, &recordings, Some(&record), empty()).await?;
     assert_eq!(r.status, 201, "{}", r.body);
     let started = r.json()?;
     let id = started["id"].as_str().context("an id")?.to_owned();
 
     // Some media in the file, then stop (the answer comes once the file is complete).
     eventually(DEADLINE, "a recording with media in it", || async {
-        let list = call(Method::GET, &recordings, Some(&record), None)
+        let list = http::send(Method::GET, &recordings, Some(&record), None)
             .await?
             .json()?;
         let bytes = list[0]["bytes"].as_u64().unwrap_or(0);
@@ -41,9 +41,9 @@ async fn issue11_recordings_need_the_record_grant_and_download_links_are_signed(
     })
     .await?;
     let stop = url(&server, &format!("/rooms/rec/recordings/{id}"))?;
-    let r = call(Method::DELETE, &stop, Some(&record), None).await?;
+    let r = http::send(Method::DELETE, &stop, Some(&record), None).await?;
     assert_eq!(r.status, 200, "{}", r.body);
-    let list = call(Method::GET, &recordings, Some(&record), None)
+    let list = http::send(Method::GET, &recordings, Some(&record), None)
         .await?
         .json()?;
     let link = list[0]["download_url"].as_str().context("a download_url")?;
@@ -61,7 +61,7 @@ async fn issue11_recordings_need_the_record_grant_and_download_links_are_signed(
     );
     // A tampered link, or none, needs the grant again.
     let tampered = Url::parse(&file.as_str().replace("sig=", "sig=0"))?;
-    let r = call(Method::GET, &tampered, None, None).await?;
+    let r = http::send(Method::GET, &tampered, None, None).await?;
     assert_refused("a tampered link", &r, 401, "unauthorized");
     let mut later = file.clone();
     let exp: u64 = file
@@ -80,13 +80,13 @@ async fn issue11_recordings_need_the_record_grant_and_download_links_are_signed(
         })
         .collect();
     later.query_pairs_mut().clear().extend_pairs(pairs);
-    let r = call(Method::GET, &later, None, None).await?;
+    let r = http::send(Method::GET, &later, None, None).await?;
     assert_refused("a link with a longer life", &r, 401, "unauthorized");
     let mut bare = file.clone();
     bare.set_query(None);
-    let r = call(Method::GET, &bare, Some(&join), None).await?;
+    let r = http::send(Method::GET, &bare, Some(&join), None).await?;
     assert_refused("the file with a join token", &r, 403, "forbidden");
-    let r = call(Method::GET, &bare, Some(&record), None).await?;
+    let r = http::send(Method::GET, &bare, Some(&record), None).await?;
     assert_eq!(r.status, 200, "the file with the record grant");
     dee.disconnect().await;
     Ok(())

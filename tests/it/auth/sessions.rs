@@ -12,7 +12,7 @@ fn url_secret(session_url: &Url) -> String {
 }
 
 async fn room_state(server: &TestServer, room: &str, token: &str) -> Result<Value> {
-    let r = call(
+    let r = http::send(
         Method::GET,
         &url(server, &format!("/rooms/{room}"))?,
         Some(token),
@@ -117,19 +117,19 @@ async fn issue11_sessions_belong_to_their_identity_and_admins_mute_and_kick() ->
     let by_id = url(&server, &format!("/rooms/own/sessions/{ann_id}"))?;
     let mute = |u: &Url| Url::parse(&format!("{u}/mute")).expect("a URL");
     let muting = || Some(("application/json", json!({"audio": true}).to_string()));
-    let r = call(Method::DELETE, &ann_url, None, None).await?;
+    let r = http::send(Method::DELETE, &ann_url, None, None).await?;
     assert_refused("DELETE without a token", &r, 401, "unauthorized");
-    let r = call(Method::DELETE, &ann_url, Some(&bob_token), None).await?;
+    let r = http::send(Method::DELETE, &ann_url, Some(&bob_token), None).await?;
     assert_refused("Bob deleting Ann's URL", &r, 403, "forbidden");
-    let r = call(Method::DELETE, &by_id, Some(&bob_token), None).await?;
+    let r = http::send(Method::DELETE, &by_id, Some(&bob_token), None).await?;
     assert_refused("Bob kicking Ann by id", &r, 403, "forbidden");
-    let r = call(Method::PUT, &mute(&by_id), Some(&bob_token), muting()).await?;
+    let r = http::send(Method::PUT, &mute(&by_id), Some(&bob_token), muting()).await?;
     assert_refused("Bob muting Ann by id", &r, 403, "forbidden");
-    let r = call(Method::PUT, &mute(&ann_url), Some(&bob_token), muting()).await?;
+    let r = http::send(Method::PUT, &mute(&ann_url), Some(&bob_token), muting()).await?;
     assert_refused("Bob muting Ann's URL", &r, 403, "forbidden");
-    let r = call(Method::DELETE, &by_id, Some(&other_admin), None).await?;
+    let r = http::send(Method::DELETE, &by_id, Some(&other_admin), None).await?;
     assert_refused("another room's admin", &r, 403, "forbidden");
-    let r = call(
+    let r = http::send(
         Method::DELETE,
         &url(
             &server,
@@ -143,12 +143,12 @@ async fn issue11_sessions_belong_to_their_identity_and_admins_mute_and_kick() ->
     assert_eq!(ann.connection_state(), RTCPeerConnectionState::Connected);
 
     // The admin mutes Ann server-side: her voice leaves Bob's mix, and she cannot undo it.
-    let r = call(Method::PUT, &mute(&by_id), Some(&admin), muting()).await?;
+    let r = http::send(Method::PUT, &mute(&by_id), Some(&admin), muting()).await?;
     assert_eq!(r.status, 204, "{}", r.body);
     let updated = events.until("participant_updated", DEADLINE).await?;
     assert_eq!(updated["participant"]["id"], ann_id.as_str(), "{updated}");
     assert_eq!(updated["participant"]["audio_muted"], true, "{updated}");
-    let r = call(
+    let r = http::send(
         Method::PUT,
         &mute(&ann_url),
         Some(&ann_token),
@@ -175,18 +175,18 @@ async fn issue11_sessions_belong_to_their_identity_and_admins_mute_and_kick() ->
     );
 
     // The admin kicks Ann: she is told by the end of her connection, the room by an event.
-    let r = call(Method::DELETE, &by_id, Some(&admin), None).await?;
+    let r = http::send(Method::DELETE, &by_id, Some(&admin), None).await?;
     assert_eq!(r.status, 200, "{}", r.body);
     let left = events.until("participant_left", DEADLINE).await?;
     assert_eq!(left["id"], ann_id.as_str(), "{left}");
     assert_eq!(left["reason"], "kicked", "{left}");
     ann.wait_for_disconnect(DEADLINE).await?;
-    let r = call(Method::DELETE, &ann_url, Some(&ann_token), None).await?;
+    let r = http::send(Method::DELETE, &ann_url, Some(&ann_token), None).await?;
     assert_refused("the kicked session's own URL", &r, 404, "unknown_session");
 
     // Bob may leave by his own URL with his own token.
     let bob_url = bob.session_url().clone();
-    let r = call(Method::DELETE, &bob_url, Some(&bob_token), None).await?;
+    let r = http::send(Method::DELETE, &bob_url, Some(&bob_token), None).await?;
     assert_eq!(r.status, 200, "{}", r.body);
     let left = events.until("participant_left", DEADLINE).await?;
     assert_eq!(left["reason"], "left", "{left}");
@@ -217,43 +217,20 @@ async fn issue11_an_admin_ends_a_room_for_everyone() -> Result<()> {
         TestClient::join_with(base, "end", Role::Viewer, None, "wall", join_options(&view)).await?;
     wall.wait_for_frame(DEADLINE, |f| f.width == 1280).await?;
     let mut events = EventStream::open_with(base, "end", Some(&view)).await?;
+    let end = url(&server, "/rooms/end")?;
 
-    let r = call(
-        Method::DELETE,
-        &url(&server, "/rooms/end")?,
-        Some(&join),
-        None,
-    )
-    .await?;
+    let r = http::send(Method::DELETE, &end, Some(&join), None).await?;
     assert_refused("a participant ending the room", &r, 403, "forbidden");
-    let r = call(
-        Method::DELETE,
-        &url(&server, "/rooms/end")?,
-        Some(&admin),
-        None,
-    )
-    .await?;
+    let r = http::send(Method::DELETE, &end, Some(&admin), None).await?;
     assert_eq!(r.status, 204, "{}", r.body);
     let left = events.until("participant_left", DEADLINE).await?;
     assert_eq!(left["reason"], "room_ended", "{left}");
     events.until("room_ended", DEADLINE).await?;
     cy.wait_for_disconnect(DEADLINE).await?;
     wall.wait_for_disconnect(DEADLINE).await?;
-    let r = call(
-        Method::GET,
-        &url(&server, "/rooms/end")?,
-        Some(&admin),
-        None,
-    )
-    .await?;
+    let r = http::send(Method::GET, &end, Some(&admin), None).await?;
     assert_refused("the ended room", &r, 404, "unknown_room");
-    let r = call(
-        Method::DELETE,
-        &url(&server, "/rooms/end")?,
-        Some(&admin),
-        None,
-    )
-    .await?;
+    let r = http::send(Method::DELETE, &end, Some(&admin), None).await?;
     assert_refused("ending it again", &r, 404, "unknown_room");
     cy.disconnect().await;
     wall.disconnect().await;
