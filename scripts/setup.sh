@@ -15,11 +15,13 @@ BUILD_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
   gstreamer1.0-x libopus-dev
 )
-# ... and only to run the tests: network namespaces for the browser and ACME tests (iproute2,
-# unshare from util-linux), /proc tools, the real browser with its WebDriver, gst-discoverer-1.0
-# to read recordings back, and pebble (Let's Encrypt's ACME test server, with its mock DNS).
+# ... and only to run the tests: network namespaces for the browser, ACME and relay tests
+# (iproute2, unshare and nsenter from util-linux), /proc tools, the real browser with its
+# WebDriver, gst-discoverer-1.0 to read recordings back, pebble (Let's Encrypt's ACME test
+# server, with its mock DNS) and coturn (the TURN relay the relay tests start themselves).
 TEST_PACKAGES=(
   iproute2 procps util-linux chromium chromium-driver gstreamer1.0-plugins-base-apps pebble
+  coturn
 )
 
 want=("${BUILD_PACKAGES[@]}")
@@ -35,7 +37,19 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Install only: a package's service (coturn's turnserver on every address, with the stock
+  # configuration) must not start on this machine because the tests need its binary.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+  if ((made_policy)); then rm -f "$policy"; fi
+  if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable coturn >/dev/null 2>&1 || true
+  fi
+  if [[ -n "${status:-}" ]]; then exit "$status"; fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

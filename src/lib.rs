@@ -20,6 +20,7 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod ice_servers;
 pub mod media;
 pub mod metrics;
 pub mod peer;
@@ -54,8 +55,9 @@ pub async fn run(
     let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
     let auth = Arc::new(auth::Auth::new(config.api_keys.clone()));
     let admission = Arc::new(admission::Admission::new(config.limits.clone()));
+    let ice = Arc::new(config.ice_servers.clone());
     let rooms = room::Rooms::new(Arc::new(config), media);
-    let routes = http::routes(rooms.clone(), auth, admission.clone());
+    let routes = http::routes(rooms.clone(), auth, admission.clone(), ice);
     let stop = CancellationToken::new();
     let sampler = tokio::spawn(admission.run_sampler(stop.clone()));
     let redirect = match listeners.redirect {

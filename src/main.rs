@@ -11,8 +11,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
+            // webrtc-rs's driver logs an error for every check it cannot send, and a client
+            // behind a NAT offers private addresses the server cannot reach: several a second
+            // per such client. A connection that fails for good ends its session, which we log.
             tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| {
-                "info,webrtc=warn,rtc=warn,rtc_ice=error,rtc_dtls=error".into()
+                "info,webrtc=warn,webrtc::peer_connection::driver=off,rtc=warn,rtc_ice=error,\
+                 rtc_dtls=error"
+                    .into()
             }),
         )
         .with_writer(std::io::stderr)

@@ -95,6 +95,22 @@ impl Caller {
         }
     }
 
+    /// May it have relay (TURN) credentials? Only a caller who may send or watch, in `room`
+    /// when the request names one, else in its token's room: with them anyone can relay
+    /// traffic through the deployment's TURN server.
+    pub fn may_use_relay(&self, room: Option<&str>) -> Result<(), Denied> {
+        let room = match (room, self) {
+            (Some(room), _) => room,
+            (None, Caller::Token(c)) => c.room.as_str(),
+            (None, Caller::Open) => return Ok(()),
+        };
+        self.needs(
+            room,
+            &[Grant::Join, Grant::Contribute, Grant::View],
+            "relay credentials",
+        )
+    }
+
     /// May it read the room's state and events? Any grant for the room will do.
     pub fn may_read_room(&self, room: &str) -> Result<(), Denied> {
         match self.claims_for(room)? {
@@ -178,6 +194,25 @@ mod tests {
             Ok(SessionRight::Admin)
         );
         assert_eq!(open.session_right("a", None, true), Ok(SessionRight::Owner));
+    }
+
+    #[test]
+    fn relay_credentials_go_to_those_who_send_or_watch() {
+        assert!(Caller::Open.may_use_relay(None).is_ok());
+        let viewer = token("a", "kiosk", &[Grant::View]);
+        assert!(viewer.may_use_relay(None).is_ok());
+        assert!(viewer.may_use_relay(Some("a")).is_ok());
+        assert!(viewer.may_use_relay(Some("b")).is_err(), "another room");
+        assert!(
+            token("a", "rec", &[Grant::Record])
+                .may_use_relay(None)
+                .is_err()
+        );
+        assert!(
+            token("*", "ops", &[Grant::Admin])
+                .may_use_relay(Some("b"))
+                .is_ok()
+        );
     }
 
     #[test]

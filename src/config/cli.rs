@@ -183,6 +183,27 @@ pub struct ServeArgs {
     /// Refuse to start without a key (a server that must never run open).
     #[arg(long, env = "TESSERA_REQUIRE_AUTH")]
     pub require_auth: bool,
+
+    /// A STUN server handed to clients (`stun:host:port`); repeat for more.
+    #[arg(long = "stun-url", env = "TESSERA_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+    /// A TURN relay handed to clients (`turn:host:3478?transport=udp`,
+    /// `turn:host:3478?transport=tcp`, `turns:host:443?transport=tcp`); repeat for more.
+    #[arg(long = "turn-url", env = "TESSERA_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret` (`use-auth-secret`): relay credentials are minted per
+    /// caller and expire after `--turn-ttl`.
+    #[arg(long, env = "TESSERA_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long minted relay credentials are valid (default 24h).
+    #[arg(long, env = "TESSERA_TURN_TTL")]
+    pub turn_ttl: Option<String>,
+    /// One static relay account for everyone, instead of `--turn-secret`.
+    #[arg(long, env = "TESSERA_TURN_USERNAME")]
+    pub turn_username: Option<String>,
+    /// The password of `--turn-username`.
+    #[arg(long, env = "TESSERA_TURN_PASSWORD", hide_env_values = true)]
+    pub turn_password: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file (all optional).
@@ -223,4 +244,10 @@ pub(super) struct FileConfig {
     pub(super) http_redirect_port: Option<u16>,
     pub(super) api_keys: Option<Vec<crate::auth::ApiKey>>,
     pub(super) require_auth: Option<bool>,
+    pub(super) stun_urls: Option<Vec<String>>,
+    pub(super) turn_urls: Option<Vec<String>>,
+    pub(super) turn_secret: Option<String>,
+    pub(super) turn_ttl: Option<String>,
+    pub(super) turn_username: Option<String>,
+    pub(super) turn_password: Option<String>,
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod cli;
+mod ice;
 mod keys;
 mod tls;
 
@@ -129,6 +130,8 @@ pub struct Config {
     pub api_keys: Vec<crate::auth::ApiKey>,
     /// Admission limits.
     pub limits: crate::admission::Limits,
+    /// The STUN and TURN servers handed to clients.
+    pub ice_servers: crate::ice_servers::IceServers,
 }
 
 /// A configuration that cannot be used.
@@ -183,6 +186,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             api_keys: Vec::new(),
             limits: crate::admission::Limits::default(),
+            ice_servers: crate::ice_servers::IceServers::default(),
         }
     }
 }
@@ -275,11 +279,7 @@ impl Config {
             cert: pick!(tls_cert),
             key: pick!(tls_key),
             self_signed: args.tls_self_signed || file.tls_self_signed.unwrap_or(false),
-            acme_domains: if args.acme_domains.is_empty() {
-                file.acme_domains.clone().unwrap_or_default()
-            } else {
-                args.acme_domains.clone()
-            },
+            acme_domains: or_file(&args.acme_domains, &file.acme_domains),
             acme_email: pick!(acme_email),
             acme_directory: pick!(acme_directory),
             acme_cache: pick!(acme_cache),
@@ -300,6 +300,15 @@ impl Config {
                     .into(),
             ));
         }
+        c.ice_servers = ice::IceArgs {
+            stun_urls: or_file(&args.stun_urls, &file.stun_urls),
+            turn_urls: or_file(&args.turn_urls, &file.turn_urls),
+            turn_secret: pick!(turn_secret),
+            turn_ttl: pick!(turn_ttl),
+            turn_username: pick!(turn_username),
+            turn_password: pick!(turn_password),
+        }
+        .into_config()?;
         c.validate()?;
         Ok(c)
     }
@@ -362,6 +371,15 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+/// A repeatable flag's values, or the file's list when no flag was given.
+fn or_file(flags: &[String], file: &Option<Vec<String>>) -> Vec<String> {
+    if flags.is_empty() {
+        file.clone().unwrap_or_default()
+    } else {
+        flags.to_vec()
     }
 }
 

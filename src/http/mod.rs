@@ -10,7 +10,7 @@
 //! | group | routes | who (with tokens on) |
 //! |---|---|---|
 //! | public | `GET /healthz`; the browser client: `GET /`, `/view.html`, `/js/*`, `/style.css` | anyone |
-//! | a session's own | `POST /rooms/{room}/whip` and `/whep` (offer → 201 + answer + `Location`); `PATCH`, `DELETE` `/rooms/{room}/sessions/{secret}`; `PUT .../mute` | `join`/`contribute`/`view` for the room; then the session's identity |
+//! | a session's own | `POST /rooms/{room}/whip` and `/whep` (offer → 201 + answer + `Location` + `Link` ICE servers); `GET /ice-servers` (the same, for a page before its offer); `PATCH`, `DELETE` `/rooms/{room}/sessions/{secret}`; `PUT .../mute` | `join`/`contribute`/`view` for the room; then the session's identity |
 //! | a room's | `GET /rooms/{room}` (state), `GET /rooms/{room}/events` (SSE); recordings: `POST`/`GET /rooms/{room}/recordings`, `DELETE .../{id}`, `GET .../{id}/file`; administration: `DELETE /rooms/{room}`, `DELETE`/`PUT .../mute` of `/rooms/{room}/sessions/{public id}` | any grant for the room to read; `record`; `admin` |
 //! | the server's | `GET /rooms` (every room), `GET /debug/counts` | `admin` for room `*` |
 //!
@@ -24,6 +24,7 @@
 mod access;
 mod body;
 mod events;
+mod ice;
 mod limits;
 mod recordings;
 mod reply;
@@ -41,6 +42,7 @@ use warp::http::{Method, Response, StatusCode, header};
 
 use crate::admission::Admission;
 use crate::auth::Auth;
+use crate::ice_servers::IceServers;
 use crate::room::Rooms;
 
 pub use body::MAX_BODY;
@@ -67,12 +69,13 @@ pub fn routes(
     rooms: Rooms,
     auth: Arc<Auth>,
     admission: Arc<Admission>,
+    ice: Arc<IceServers>,
 ) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
     // First the rate gate: a flood of offers costs a map lookup each, not a parse.
     limits::rate_gate(admission.clone())
         .or(public(&auth))
         .unify()
-        .or(session(rooms.clone(), auth.clone(), admission.clone()))
+        .or(session(rooms.clone(), auth.clone(), admission.clone(), ice))
         .unify()
         .or(room(rooms.clone(), auth.clone(), admission.clone()))
         .unify()
@@ -131,8 +134,17 @@ fn public(auth: &Auth) -> Routes {
 
 /// A session's own requests: joining (which makes the session) and what only that session
 /// does to itself.
-fn session(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
+fn session(
+    rooms: Rooms,
+    auth: Arc<Auth>,
+    admission: Arc<Admission>,
+    ice: Arc<IceServers>,
+) -> Routes {
     let caller = access::caller(auth);
+    let with_ice = {
+        let ice = ice.clone();
+        warp::any().map(move || ice.clone())
+    };
     let join = warp::path!("rooms" / String / Endpoint)
         .and(warp::post())
         .and(warp::header::optional::<String>("content-type"))
@@ -141,7 +153,16 @@ fn session(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
         .and(caller.clone())
         .and(limits::admit(admission))
         .and(with_rooms(rooms.clone()))
+        .and(with_ice)
         .then(whip::join);
+    // Before a page makes its offer: the relays it may use.
+    let ice_servers = warp::path!("ice-servers")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(caller.clone())
+        .map(move |query: HashMap<String, String>, authz: Authz| {
+            ice::ice_servers(&ice, &query, authz)
+        });
     // By the session's secret (its owner) or its public id (an administrator).
     let leave = warp::path!("rooms" / String / "sessions" / String)
         .and(warp::delete())
@@ -162,7 +183,9 @@ fn session(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
         .and(caller)
         .and(with_rooms(rooms))
         .then(whip::mute);
-    join.or(leave)
+    join.or(ice_servers)
+        .unify()
+        .or(leave)
         .unify()
         .or(patch)
         .unify()

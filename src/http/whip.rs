@@ -2,17 +2,22 @@
 //! (`PATCH`), say what it stopped sending (`PUT .../mute`), leave (`DELETE`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use warp::http::{Response, StatusCode, header};
 
 use super::access::{Authz, allow, forbidden, unauthorized};
 use super::body::{has_media_type, is_sdp};
+use super::ice::add_links;
 use super::limits::{Admit, refused};
 use super::reply::{empty, error};
 use super::{Reply, TRICKLE_TYPE};
 use crate::auth::Caller;
-use crate::room::{JoinError, JoinRequest, Rooms, SessionError, TrickleError, valid_room_name};
+use crate::ice_servers::IceServers;
+use crate::room::{
+    JoinAnswer, JoinError, JoinRequest, Rooms, SessionError, TrickleError, valid_room_name,
+};
 use crate::sdp::parse_fragment;
 use crate::types::{SessionRef, SessionSecret};
 
@@ -47,6 +52,7 @@ pub(super) async fn join(
     authz: Authz,
     admit: Admit,
     rooms: Rooms,
+    ice: Arc<IceServers>,
 ) -> Reply {
     let body = match body {
         Ok(body) => body,
@@ -105,22 +111,32 @@ pub(super) async fn join(
         offer,
         name,
         quality,
-        caller,
+        caller: caller.clone(),
         slots,
     };
     match rooms.join(&room, request).await {
-        Ok(answer) => Response::builder()
-            .status(StatusCode::CREATED)
-            .header(header::CONTENT_TYPE, "application/sdp")
-            .header(header::LOCATION, session_path(&room, answer.secret))
-            // The public id the room's state and events use for it: a page marks itself.
-            .header("tessera-session-id", answer.session.to_string())
-            .header(header::ETAG, answer.etag)
-            .header("accept-patch", TRICKLE_TYPE)
-            .body(answer.sdp.into())
-            .expect("the session path and etag are valid header values"),
+        Ok(answer) => {
+            let session = answer.session.to_string();
+            let mut reply = created(&room, answer);
+            add_links(&mut reply, &ice, &caller, &session);
+            reply
+        }
         Err(e) => join_error(e),
     }
+}
+
+/// The `201` of a join: the answer, where the session lives, and how to patch it.
+fn created(room: &str, answer: JoinAnswer) -> Reply {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::CONTENT_TYPE, "application/sdp")
+        .header(header::LOCATION, session_path(room, answer.secret))
+        // The public id the room's state and events use for it: a page marks itself.
+        .header("tessera-session-id", answer.session.to_string())
+        .header(header::ETAG, answer.etag)
+        .header("accept-patch", TRICKLE_TYPE)
+        .body(answer.sdp.into())
+        .expect("the session path and etag are valid header values")
 }
 
 /// A session's URL: its secret is the last segment.

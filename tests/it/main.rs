@@ -13,3 +13,4 @@ mod recording;
 mod room_events;
 mod structure;
 mod support;
+mod turn;

@@ -6,7 +6,10 @@
 // `window.tessera` exposes the live objects and the measured join time to tests and curious
 // people with a console.
 
-import { HttpSession, TOKEN_NEEDED, describeJoinError, errorFrom, tokenMissing } from './whip.js';
+import {
+  CONNECT_DEADLINE_MS, HttpSession, TOKEN_NEEDED, describeJoinError, errorFrom, fetchIceServers,
+  tokenMissing, unreachable,
+} from './whip.js';
 import { RoomWatch } from './events.js';
 
 const $ = (id) => document.getElementById(id);
@@ -26,6 +29,10 @@ const state = {
   micOn: true,
   camOn: true,
   joinMs: null,
+  // Whether this call's media connection came up once (a later failure is a lost connection,
+  // not a network that blocks it), and the relays it was given.
+  connected: false,
+  iceServers: [],
   trickle: params.get('trickle') !== '0',
   // The access token of the link this page was opened with (`?token=`), if the server needs one.
   token: params.get('token') || '',
@@ -102,8 +109,11 @@ async function join(event) {
   $('join').disabled = true;
   const started = performance.now();
 
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const iceServers = await fetchIceServers(room, state.token);
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers });
   state.pc = pc;
+  state.connected = false;
+  state.iceServers = iceServers;
   const audio = state.stream.getAudioTracks()[0];
   const video = state.stream.getVideoTracks()[0];
   state.senders = {
@@ -139,6 +149,10 @@ async function join(event) {
   $('join-view').hidden = true;
   $('call-view').hidden = false;
   setStatus('Connecting…');
+  // The browser may take half a minute to give up on ICE: say sooner what is in the way.
+  setTimeout(() => {
+    if (state.pc === pc && !state.connected) showUnreachable();
+  }, CONNECT_DEADLINE_MS);
   state.watch = new RoomWatch(room, renderPeople, (up) => {
     if (!up && state.pc) showError($('call-error'), 'Lost the room\'s event stream; trying again…');
     if (up) showError($('call-error'), '');
@@ -150,10 +164,16 @@ function setStatus(sentence) {
   $('stage-status').hidden = !sentence;
 }
 
+function showUnreachable() {
+  setStatus('Not connected');
+  showError($('call-error'), unreachable(state.iceServers || []));
+}
+
 function onConnectionState(pc) {
   if (pc !== state.pc) return;
   switch (pc.connectionState) {
     case 'connected':
+      state.connected = true;
       setStatus('');
       showError($('call-error'), '');
       break;
@@ -161,6 +181,10 @@ function onConnectionState(pc) {
       setStatus('Connection unstable…');
       break;
     case 'failed':
+      if (!state.connected) {
+        showUnreachable();
+        break;
+      }
       setStatus('Disconnected');
       showError($('call-error'), 'The connection to the server failed. Leave and join again; if it keeps failing, the network may block WebRTC (UDP).');
       break;

@@ -3,7 +3,9 @@
 // connection fails, it tears down and reconnects with back-off (0.5 s doubling to 5 s), and it
 // says what it is doing on screen. `window.tesseraView` exposes its state to tests.
 
-import { HttpSession, TOKEN_NEEDED, describeJoinError, tokenMissing } from './whip.js';
+import {
+  HttpSession, TOKEN_NEEDED, describeJoinError, fetchIceServers, tokenMissing, unreachable,
+} from './whip.js';
 import { RoomWatch } from './events.js';
 
 const params = new URLSearchParams(location.search);
@@ -95,7 +97,8 @@ async function inboundVideo(pc) {
 
 async function connect() {
   show(view.connects === 0 && view.attempts === 0 ? 'Connecting…' : 'Reconnecting…');
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const iceServers = await fetchIceServers(room, token);
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers });
   view.pc = pc;
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -105,6 +108,10 @@ async function connect() {
     video.srcObject = stream;
     play();
   };
+  let connected = false;
+  pc.addEventListener('connectionstatechange', () => {
+    if (pc.connectionState === 'connected') connected = true;
+  });
   const session = new HttpSession(`/rooms/${encodeURIComponent(room)}/whep`, { token });
   view.session = session;
   try {
@@ -139,7 +146,8 @@ async function connect() {
         updateStatus();
       }
     } else if (now - lastProgress > (mediaOk ? STALL_MS : FIRST_FRAME_MS) && now - started > 1000) {
-      retry(mediaOk ? 'The picture stopped.' : 'No picture arrived.');
+      // Never connected at all: the network is in the way, not the room.
+      retry(mediaOk ? 'The picture stopped.' : connected ? 'No picture arrived.' : unreachable(iceServers));
     }
   }, 500);
 }

@@ -162,6 +162,36 @@ export class HttpSession {
   }
 }
 
+/**
+ * The STUN and TURN servers this page may use (the same the server puts in RFC 9725 §4.6 Link
+ * headers), asked before the offer so the browser gathers relay candidates for it. None when
+ * the server names none or cannot say.
+ */
+export async function fetchIceServers(room, token) {
+  try {
+    const r = await fetch(`/ice-servers?room=${encodeURIComponent(room)}`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
+    if (!r.ok) return [];
+    return (await r.json()).iceServers || [];
+  } catch (_) {
+    return [];
+  }
+}
+
+/** How long a page waits for its media connection before it says the network is in the way. */
+export const CONNECT_DEADLINE_MS = 12000;
+
+/** What a page says when its media connection does not come up. */
+export function unreachable(iceServers) {
+  const relay = iceServers.some((s) => [].concat(s.urls).some((u) => u.startsWith('turn')));
+  return relay
+    ? 'No media connection to the server, not even through its relay (TURN): this network '
+      + 'blocks it. Try another network, or ask whoever runs the server for a relay over TCP or on port 443.'
+    : 'No media connection to the server: this network blocks a direct connection (UDP), and '
+      + 'the server offers no relay (TURN) to go around it. Try another network, or ask whoever runs the server to set up TURN.';
+}
+
 /** What a page opened without a token says on a server that needs one. */
 export const TOKEN_NEEDED = 'This server needs an access token: open the link with ?token=… you were given. '
   + 'Whoever runs the server makes one with `tessera token --room ROOM --identity NAME --grant join`.';

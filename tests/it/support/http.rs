@@ -58,6 +58,8 @@ pub struct RawResponse {
     pub www_authenticate: Option<String>,
     /// The `Retry-After` header (a `429`'s or `503`'s).
     pub retry_after: Option<String>,
+    /// Every `Link` header, in order (RFC 9725's ICE servers on a `201`).
+    pub links: Vec<String>,
     pub body: String,
 }
 
@@ -75,6 +77,12 @@ impl RawResponse {
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let www_authenticate = header(reqwest::header::WWW_AUTHENTICATE);
         let retry_after = header(reqwest::header::RETRY_AFTER);
+        let links = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
         let status = response.status().as_u16();
         let body = response.text().await.context("reading the response body")?;
         Ok(RawResponse {
@@ -84,6 +92,7 @@ impl RawResponse {
             content_type,
             www_authenticate,
             retry_after,
+            links,
             body,
         })
     }

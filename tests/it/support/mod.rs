@@ -27,6 +27,7 @@ pub mod media;
 pub mod netns;
 pub mod pebble;
 pub mod server;
+pub mod turn_net;
 mod wait;
 pub mod webrtcbin;
 

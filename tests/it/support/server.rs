@@ -27,6 +27,8 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 const LISTENING_PREFIX: &str = "tessera listening on ";
+/// The server binary Cargo built for this test run.
+const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
 
 /// A running `tessera serve`, killed and reaped on drop.
 pub struct TestServer {
@@ -55,19 +57,41 @@ impl TestServer {
     /// [`start`](Self::start) with extra environment variables for the child (e.g. `RUST_LOG`,
     /// `GST_DEBUG`). The rest of the environment is inherited.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<TestServer> {
-        Self::spawn("127.0.0.1:0", extra_args, env)
+        Self::spawn(
+            Command::new(BINARY),
+            "127.0.0.1:0",
+            "127.0.0.1",
+            extra_args,
+            env,
+        )
     }
 
     /// [`start`](Self::start) on a given address: a restarted server on its old port.
     pub fn start_on(listen: &str, extra_args: &[&str]) -> Result<TestServer> {
-        Self::spawn(listen, extra_args, &[])
+        Self::spawn(Command::new(BINARY), listen, "127.0.0.1", extra_args, &[])
     }
 
-    fn spawn(listen: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Result<TestServer> {
-        let binary = env!("CARGO_BIN_EXE_tessera");
-        let mut command = Command::new(binary);
+    /// [`start`](Self::start) inside the network namespace of process `netns_pid` (a test
+    /// network's), listening and gathering on `ip`, its address there.
+    pub fn start_in(netns_pid: u32, ip: &str, extra_args: &[&str]) -> Result<TestServer> {
+        let mut command = Command::new("nsenter");
         command
-            .args(["serve", "--listen", listen, "--rtc-ip", "127.0.0.1"])
+            .arg(format!("--net=/proc/{netns_pid}/ns/net"))
+            .args(["--", BINARY]);
+        Self::spawn(command, &format!("{ip}:0"), ip, extra_args, &[])
+    }
+
+    /// `command` is the binary, or a wrapper that `exec`s it (so its pid is the server's).
+    fn spawn(
+        mut command: Command,
+        listen: &str,
+        rtc_ip: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<TestServer> {
+        let binary = BINARY;
+        command
+            .args(["serve", "--listen", listen, "--rtc-ip", rtc_ip])
             .args(extra_args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

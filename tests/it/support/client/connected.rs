@@ -18,6 +18,26 @@ use super::pumps::send_pli;
 use super::{ClientStats, Role, TestClient};
 
 impl TestClient {
+    /// The type of the local candidate of the pair ICE selected (`host`, `relay`, ...): how
+    /// this client's media reaches the server.
+    pub async fn selected_local_candidate(&self) -> Result<String> {
+        // Bundled: every sender and receiver shares the one transport.
+        let transport = match self.pc.get_senders().await.into_iter().next() {
+            Some(sender) => sender.transport().await?,
+            None => match self.pc.get_receivers().await.into_iter().next() {
+                Some(receiver) => receiver.transport().await?,
+                None => bail!("neither a sender nor a receiver"),
+            },
+        }
+        .context("no transport yet")?;
+        let pair = transport
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await?
+            .context("ICE selected no pair")?;
+        Ok(format!("{}", pair.local().typ))
+    }
+
     /// The session resource (`{base}{Location}`), for `DELETE` and friends.
     pub fn session_url(&self) -> &Url {
         &self.session_url

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use reqwest::Url;
+use rtc::peer_connection::configuration::RTCIceServer;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -71,6 +72,11 @@ pub struct JoinOptions {
     pub strip_ssrcs: bool,
     /// An access token, sent as `Authorization: Bearer` with the offer and the `DELETE`.
     pub token: Option<String>,
+    /// Where its media sockets bind (default 127.0.0.1:0): a client in a test network's
+    /// namespace binds its own address there.
+    pub bind: Option<String>,
+    /// STUN and TURN servers (default none: everything is on loopback).
+    pub ice_servers: Vec<RTCIceServer>,
 }
 
 /// What the client is to the room, which decides the endpoint and the SDP directions.
@@ -255,7 +261,7 @@ impl TestClient {
             ),
             audio_input: Mutex::new(audio_input),
         });
-        let pc = build_peer_connection_with(handler, options.h264_only)
+        let pc = build_peer_connection_with(handler, &options)
             .await
             .context(what.clone())?;
 

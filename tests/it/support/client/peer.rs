@@ -31,7 +31,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::support::media::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
 
 use super::pumps::{SentCounter, answer_keyframe_requests, send_packets};
-use super::{GATHER_TIMEOUT, Role, TestClient};
+use super::{GATHER_TIMEOUT, JoinOptions, Role, TestClient};
 
 impl TestClient {
     /// Add this role's tracks/transceivers, video first. Returns, per source (same order as
@@ -227,17 +227,22 @@ pub(in crate::support) fn local_track(
 pub(in crate::support) async fn build_peer_connection(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>> {
-    build_peer_connection_with(handler, false).await
+    build_peer_connection_with(handler, &JoinOptions::default()).await
 }
 
-/// The same, offering H.264 (constrained baseline, packetization-mode 1) as its only video
-/// codec when `h264_only`: a kiosk with a hardware decoder.
+/// The same as `options` say: offering H.264 (constrained baseline, packetization-mode 1) as
+/// its only video codec when `h264_only` (a kiosk with a hardware decoder); bound elsewhere
+/// and with ICE servers (a client in a test network).
 pub(super) async fn build_peer_connection_with(
     handler: Arc<dyn PeerConnectionEventHandler>,
-    h264_only: bool,
+    options: &JoinOptions,
 ) -> Result<Arc<dyn PeerConnection>> {
     let mut media_engine = MediaEngine::default();
-    let video = if h264_only { h264_codec() } else { vp8_codec() };
+    let video = if options.h264_only {
+        h264_codec()
+    } else {
+        vp8_codec()
+    };
     media_engine
         .register_codec(video, RtpCodecKind::Video)
         .context("registering the video codec")?;
@@ -251,10 +256,11 @@ pub(super) async fn build_peer_connection_with(
     let registry = tessera::peer::register_keyframe_interceptor(registry);
 
     let pc = PeerConnectionBuilder::new()
-        // No ICE servers: everything is on loopback, and tests must not touch the internet.
+        // No ICE servers unless a test network provides its own relay: tests must not touch
+        // the internet.
         .with_configuration(
             RTCConfigurationBuilder::new()
-                .with_ice_servers(vec![])
+                .with_ice_servers(options.ice_servers.clone())
                 .build(),
         )
         .with_media_engine(media_engine)
@@ -268,7 +274,12 @@ pub(super) async fn build_peer_connection_with(
         )
         .with_interceptor_registry(registry)
         .with_handler(handler)
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .with_udp_addrs(vec![
+            options
+                .bind
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:0".to_owned()),
+        ])
         .build()
         .await
         .context("building the peer connection")?;
