@@ -18,10 +18,11 @@ BUILD_PACKAGES=(
 # ... and only to run the tests: network namespaces for the browser, ACME and relay tests
 # (iproute2, unshare and nsenter from util-linux), /proc tools, the real browser with its
 # WebDriver, gst-discoverer-1.0 to read recordings back, pebble (Let's Encrypt's ACME test
-# server, with its mock DNS) and coturn (the TURN relay the relay tests start themselves).
+# server, with its mock DNS), coturn (the TURN relay the relay tests start themselves) and
+# nftables (a relay test drops UDP inside its client namespace).
 TEST_PACKAGES=(
   iproute2 procps util-linux chromium chromium-driver gstreamer1.0-plugins-base-apps pebble
-  coturn
+  coturn nftables
 )
 
 want=("${BUILD_PACKAGES[@]}")

@@ -522,3 +522,4 @@ fn issue4_errors_reach_the_person() -> Result<()> {
 }
 
 mod access;
+mod relay;

@@ -52,8 +52,29 @@ pub struct Chromedriver {
 
 impl Chromedriver {
     pub fn start() -> Result<Chromedriver> {
+        Self::spawn(Command::new("chromedriver"))
+    }
+
+    /// One inside the network namespace of process `netns_pid` (a test network's client side):
+    /// its browsers are there too, and it listens on that namespace's loopback, so only a
+    /// thread in the namespace can talk to it (`turn_net::NsRuntime`).
+    pub fn start_in(netns_pid: u32) -> Result<Chromedriver> {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/proc/{netns_pid}/ns/net"))
+            .args(["--", "chromedriver"]);
+        Self::spawn(command)
+    }
+
+    /// Where it answers.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `command` is chromedriver, or a wrapper that `exec`s it (same pid, same group).
+    fn spawn(mut command: Command) -> Result<Chromedriver> {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new("chromedriver")
+        let mut child = command
             .arg("--port=0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -118,6 +139,12 @@ impl Browser {
         extra: &[&str],
         without: &[&str],
     ) -> Result<Browser> {
+        Self::open_at(driver.url().to_owned(), extra, without).await
+    }
+
+    /// [`open_with`](Self::open_with) through the chromedriver at `driver_url`. The session's
+    /// connection to it is made on the caller's runtime (a namespace's, for a driver there).
+    pub async fn open_at(driver_url: String, extra: &[&str], without: &[&str]) -> Result<Browser> {
         let profile = tempfile::tempdir().context("a fresh profile directory")?;
         let mut args: Vec<String> = CHROMIUM_FLAGS
             .iter()
@@ -137,7 +164,7 @@ impl Browser {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)
-            .connect(&driver.url)
+            .connect(&driver_url)
             .await
             .context("opening a chromium session through chromedriver")?;
         Ok(Browser {
