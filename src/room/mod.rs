@@ -22,6 +22,7 @@ pub mod layout;
 mod recording;
 mod registry;
 mod session;
+pub mod speaking;
 pub mod tiers;
 mod tiling;
 

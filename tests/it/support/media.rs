@@ -212,6 +212,8 @@ impl KeyframeTrigger {
 #[derive(Clone, Copy, Debug)]
 pub struct VideoSourceSpec {
     pub colour: Rgb,
+    /// Noise instead of the colour: what a low-light camera gives, the hardest to encode.
+    pub snow: bool,
     pub width: u32,
     pub height: u32,
     /// Frames between keyframes (30 = one a second at 30 fps).
@@ -233,8 +235,13 @@ impl RtpSource {
     pub fn video(spec: VideoSourceSpec) -> Result<RtpSource> {
         let (r, g, b) = spec.colour;
         let argb = 0xff00_0000u32 | (u32::from(r) << 16) | (u32::from(g) << 8) | u32::from(b);
+        let pattern = if spec.snow {
+            "snow".to_owned()
+        } else {
+            format!("solid-color foreground-color={argb}")
+        };
         let description = format!(
-            "videotestsrc is-live=true pattern=solid-color foreground-color={argb} \
+            "videotestsrc is-live=true pattern={pattern} \
              ! video/x-raw,width={w},height={h},framerate=30/1 \
              ! vp8enc name=encoder deadline=1 cpu-used=-6 threads=1 \
                keyframe-max-dist={kf} lag-in-frames=0 end-usage=cbr target-bitrate=300000 \

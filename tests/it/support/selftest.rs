@@ -25,6 +25,7 @@ const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 
 fn red_640x360(keyframe_interval: u32) -> VideoSourceSpec {
     VideoSourceSpec {
+        snow: false,
         colour: colours::RED,
         width: 640,
         height: 360,

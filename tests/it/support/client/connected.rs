@@ -216,6 +216,7 @@ impl TestClient {
             audio_packets_sent: load(&c.audio_packets_sent),
             send_errors: load(&c.send_errors),
             video_packets_received: load(&c.video_packets_received),
+            video_bytes_received: load(&c.video_bytes_received),
             audio_packets_received: load(&c.audio_packets_received),
             plis_sent: load(&c.plis_sent),
             keyframe_requests_received: load(&c.keyframe_requests_received),

@@ -105,6 +105,8 @@ impl Role {
 pub struct SendMedia {
     /// The solid colour of the picture.
     pub colour: Rgb,
+    /// Send noise (videotestsrc snow) instead of the colour.
+    pub snow: bool,
     /// The frequency of the sine tone (volume 0.3, about -10.5 dBFS).
     pub tone_hz: f32,
     pub width: u32,
@@ -128,6 +130,7 @@ impl Default for SendMedia {
     fn default() -> SendMedia {
         SendMedia {
             colour: colours::RED,
+            snow: false,
             tone_hz: 440.0,
             width: 640,
             height: 360,
@@ -144,6 +147,8 @@ pub struct ClientCounters {
     /// `write_rtp` failures (e.g. the connection closed under us).
     pub send_errors: AtomicU64,
     pub video_packets_received: AtomicU64,
+    /// Their bytes, RTP headers included: what the receiver's link carries.
+    pub video_bytes_received: AtomicU64,
     pub audio_packets_received: AtomicU64,
     /// PLIs we sent the server (our decoder asked, or the test did).
     pub plis_sent: AtomicU64,
@@ -160,6 +165,7 @@ pub struct ClientStats {
     pub audio_packets_sent: u64,
     pub send_errors: u64,
     pub video_packets_received: u64,
+    pub video_bytes_received: u64,
     pub audio_packets_received: u64,
     pub plis_sent: u64,
     pub keyframe_requests_received: u64,
@@ -224,6 +230,7 @@ impl TestClient {
         let mut sources = Vec::new();
         if let Some(send) = send {
             sources.push(RtpSource::video(VideoSourceSpec {
+                snow: send.snow,
                 colour: send.colour,
                 width: send.width,
                 height: send.height,

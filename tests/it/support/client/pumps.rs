@@ -125,6 +125,9 @@ pub(super) async fn pump_remote_video(
                         counters.keyframes_received.fetch_add(1, Ordering::Relaxed);
                     }
                     if let Ok(bytes) = packet.marshal() {
+                        counters
+                            .video_bytes_received
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         input.push(&bytes);
                     }
                 }

@@ -1,0 +1,184 @@
+//! Who is speaking, from each audio input's level: a pure state machine per input, fed levels
+//! and the time, answering "started" or "stopped" or nothing. (Issue 13: only a speaker needs a
+//! mix of its own; everyone silent shares one.)
+//!
+//! Levels are RFC 6464's: the audio level of a packet in -dBov, 0 (loudest) to 127 (silence),
+//! as a browser puts it in the `ssrc-audio-level` header extension, or as measured on the
+//! decoded audio when a sender does not. Speech starts quickly and ends slowly, so a speaker
+//! does not flap between words: an input starts speaking after [`ATTACK`] of levels at or above
+//! [`START_DBOV`], and stops after [`HANG`] without a level at or above [`STOP_DBOV`].
+
+use std::time::{Duration, Instant};
+
+/// A level at least this loud (-dBov, smaller is louder) counts towards starting to speak:
+/// conversational speech at a headset sits around 20-40 dBov, a quiet room's noise floor with
+/// a browser's noise suppression at 60 and below.
+pub const START_DBOV: u8 = 45;
+/// A level at least this loud keeps a speaker speaking (lower than [`START_DBOV`]: hysteresis).
+pub const STOP_DBOV: u8 = 55;
+/// How long levels must stay at [`START_DBOV`] or louder to start: two 20 ms packets, so a
+/// click or a cough's single frame does not.
+pub const ATTACK: Duration = Duration::from_millis(40);
+/// How long a speaker keeps speaking after its last level at [`STOP_DBOV`] or louder: the
+/// pauses between words and sentences.
+pub const HANG: Duration = Duration::from_millis(800);
+
+/// What an input did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speech {
+    /// It started speaking.
+    Started,
+    /// It stopped.
+    Stopped,
+}
+
+/// One input's speaking state.
+#[derive(Debug, Clone, Default)]
+pub struct SpeakingDetector {
+    speaking: bool,
+    /// Since when levels have been loud enough to start (while not speaking).
+    loud_since: Option<Instant>,
+    /// The last level loud enough to keep speaking (while speaking).
+    last_loud: Option<Instant>,
+}
+
+impl SpeakingDetector {
+    /// Whether the input is speaking now.
+    pub fn is_speaking(&self) -> bool {
+        self.speaking
+    }
+
+    /// Takes the level (-dBov) of a packet that arrived at `now`.
+    pub fn level(&mut self, now: Instant, dbov: u8) -> Option<Speech> {
+        if self.speaking {
+            if dbov <= STOP_DBOV {
+                self.last_loud = Some(now);
+            }
+            return self.tick(now);
+        }
+        if dbov <= START_DBOV {
+            let since = *self.loud_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= ATTACK {
+                self.speaking = true;
+                self.loud_since = None;
+                self.last_loud = Some(now);
+                return Some(Speech::Started);
+            }
+        } else {
+            self.loud_since = None;
+        }
+        None
+    }
+
+    /// Checks the hang time without a level: an input that stopped sending (muted, DTX, gone)
+    /// stops speaking too.
+    pub fn tick(&mut self, now: Instant) -> Option<Speech> {
+        if self.speaking
+            && self
+                .last_loud
+                .is_none_or(|t| now.saturating_duration_since(t) >= HANG)
+        {
+            self.speaking = false;
+            self.last_loud = None;
+            return Some(Speech::Stopped);
+        }
+        None
+    }
+}
+
+/// The RFC 6464 level (-dBov, 0..=127) of samples in [-1, 1]: their RMS against a full-scale
+/// square wave, as the RFC defines it, for inputs whose sender puts no level in its packets.
+pub fn dbov(samples: &[f32]) -> u8 {
+    if samples.is_empty() {
+        return 127;
+    }
+    let mean_square =
+        samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len() as f64;
+    if mean_square <= 0.0 {
+        return 127;
+    }
+    let db = 10.0 * mean_square.log10();
+    (-db).round().clamp(0.0, 127.0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `dbov` every 20 ms for `ms` from `*t`, returning the changes with their offsets.
+    fn feed(d: &mut SpeakingDetector, t: &mut Instant, dbov: u8, ms: u64) -> Vec<(u64, Speech)> {
+        let start = *t;
+        let mut out = Vec::new();
+        for _ in 0..ms / 20 {
+            *t += Duration::from_millis(20);
+            if let Some(change) = d.level(*t, dbov) {
+                out.push(((*t - start).as_millis() as u64, change));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn speech_starts_after_the_attack_and_ends_after_the_hang() {
+        let mut d = SpeakingDetector::default();
+        let mut t = Instant::now();
+        assert_eq!(feed(&mut d, &mut t, 90, 1000), vec![], "a quiet room");
+        // Loud from the first packet on: started once two packets 40 ms apart were loud.
+        assert_eq!(feed(&mut d, &mut t, 30, 200), vec![(60, Speech::Started)]);
+        assert!(d.is_speaking());
+        // Quiet again: still speaking through the hang, stopped right after it.
+        let changes = feed(&mut d, &mut t, 90, 1000);
+        assert_eq!(changes.len(), 1);
+        let (after, change) = changes[0];
+        assert_eq!(change, Speech::Stopped);
+        assert!(
+            (800..=820).contains(&after),
+            "stopped {after} ms after the last loud level"
+        );
+    }
+
+    #[test]
+    fn a_single_loud_frame_or_pauses_between_words_change_nothing() {
+        let mut d = SpeakingDetector::default();
+        let mut t = Instant::now();
+        // A click: one loud packet among quiet ones.
+        for _ in 0..10 {
+            assert_eq!(feed(&mut d, &mut t, 20, 20), vec![]);
+            assert_eq!(feed(&mut d, &mut t, 90, 100), vec![]);
+        }
+        assert!(!d.is_speaking());
+        // Speech with 300 ms pauses, and quieter syllables between the start and stop levels.
+        assert_eq!(feed(&mut d, &mut t, 30, 100).len(), 1);
+        for _ in 0..5 {
+            assert_eq!(feed(&mut d, &mut t, 90, 300), vec![]);
+            assert_eq!(feed(&mut d, &mut t, 50, 200), vec![]);
+        }
+        assert!(d.is_speaking());
+    }
+
+    #[test]
+    fn an_input_that_stops_sending_stops_speaking() {
+        let mut d = SpeakingDetector::default();
+        let mut t = Instant::now();
+        feed(&mut d, &mut t, 30, 100);
+        assert!(d.is_speaking());
+        assert_eq!(d.tick(t + Duration::from_millis(500)), None);
+        assert_eq!(d.tick(t + HANG), Some(Speech::Stopped));
+        assert_eq!(d.tick(t + HANG * 2), None);
+    }
+
+    #[test]
+    fn levels_are_rfc_6464_dbov() {
+        assert_eq!(dbov(&[]), 127);
+        assert_eq!(dbov(&[0.0; 960]), 127);
+        // A full-scale square wave is 0 dBov; a full-scale sine 3 dB under it.
+        assert_eq!(dbov(&[1.0, -1.0, 1.0, -1.0]), 0);
+        let sine: Vec<f32> = (0..960)
+            .map(|i| (i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 48_000.0).sin())
+            .collect();
+        assert_eq!(dbov(&sine), 3);
+        // The test clients' tone (volume 0.3): about 13.5 dBov, speech by these thresholds.
+        let tone: Vec<f32> = sine.iter().map(|s| s * 0.3).collect();
+        assert!((13..=14).contains(&dbov(&tone)), "{}", dbov(&tone));
+    }
+}
