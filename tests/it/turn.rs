@@ -104,19 +104,11 @@ async fn issue12_a_client_with_no_route_to_the_server_joins_through_coturn() -> 
         turn_net::SERVER,
         &["--turn-url", &Coturn::url_udp(), "--turn-secret", SECRET],
     )?;
-    let at = Url::parse(server.base_url())?
-        .socket_addrs(|| None)?
-        .into_iter()
-        .next()
-        .context("the server's address")?;
-    let forwarder = Forwarder::start(turn_net::TURN_CLIENT_SIDE, at).await?;
+    let forwarder = Forwarder::start(turn_net::TURN_CLIENT_SIDE, server.addr()?).await?;
     let behind = NsRuntime::enter(&net.client)?;
 
     // Ann reaches the server directly (from the turn namespace, which routes to it).
-    let direct = JoinOptions {
-        bind: Some(format!("{}:0", turn_net::TURN_SERVER_SIDE)),
-        ..JoinOptions::default()
-    };
+    let direct = turn_net::direct();
     let ann = TestClient::join_with(
         server.base_url(),
         "relayed",
@@ -266,12 +258,7 @@ async fn issue12_no_relay_or_refused_credentials_leave_a_client_behind_a_nat_unc
     ];
     let mut forwarders = Vec::new();
     for server in &servers {
-        let at = Url::parse(server.base_url())?
-            .socket_addrs(|| None)?
-            .into_iter()
-            .next()
-            .context("the server's address")?;
-        forwarders.push(Forwarder::start(turn_net::TURN_CLIENT_SIDE, at).await?);
+        forwarders.push(Forwarder::start(turn_net::TURN_CLIENT_SIDE, server.addr()?).await?);
     }
     let behind = NsRuntime::enter(&net.client)?;
 

@@ -3,12 +3,7 @@
 //! they join and watch through coturn, over UDP and, with UDP dropped, over TCP; without one
 //! they say why they cannot connect.
 
-use std::net::SocketAddr;
-
-use reqwest::Url;
-
 use super::*;
-use crate::support::JoinOptions;
 use crate::support::turn_net::{self, Coturn, Forwarder, Namespace, NsRuntime, TurnNet};
 
 const SECRET: &str = "chromium-and-coturn-share-this";
@@ -33,15 +28,6 @@ async fn selected_local(browser: &Browser, pc_expr: &str) -> Result<(String, Str
         .await?;
     let (kind, protocol): (String, String) = serde_json::from_value(value)?;
     Ok((kind, protocol))
-}
-
-/// Where a server in the server namespace answers, from the turn namespace.
-fn address_of(server: &TestServer) -> Result<SocketAddr> {
-    Url::parse(server.base_url())?
-        .socket_addrs(|| None)?
-        .into_iter()
-        .next()
-        .context("the server's address")
 }
 
 /// A chromium in the client namespace whose pages may use the camera on `origin` (plain HTTP
@@ -106,7 +92,7 @@ fn issue12_chromium_behind_a_nat_joins_through_coturn_over_udp_then_tcp() -> Res
                 SECRET,
             ],
         )?;
-        let forwarder = Forwarder::start(turn_net::TURN_CLIENT_SIDE, address_of(&server)?).await?;
+        let forwarder = Forwarder::start(turn_net::TURN_CLIENT_SIDE, server.addr()?).await?;
         let base = forwarder.base_url();
         let behind = NsRuntime::enter(&net.client)?;
         let driver = Chromedriver::start_in(net.client.pid())?;
@@ -118,10 +104,7 @@ fn issue12_chromium_behind_a_nat_joins_through_coturn_over_udp_then_tcp() -> Res
             Role::Contributor,
             Some(SendMedia::new(colours::RED, 440.0)),
             "Camera",
-            JoinOptions {
-                bind: Some(format!("{}:0", turn_net::TURN_SERVER_SIDE)),
-                ..JoinOptions::default()
-            },
+            turn_net::direct(),
         )
         .await?;
         let cleo = browser_behind_nat(&behind, &driver, &base).await?;
@@ -208,7 +191,7 @@ fn issue12_chromium_behind_a_nat_without_a_relay_says_why_it_cannot_connect() ->
     runtime().block_on(async {
         let net = TurnNet::build().await?;
         let server = TestServer::start_in(net.server.pid(), turn_net::SERVER, &[])?;
-        let forwarder = Forwarder::start(turn_net::TURN_CLIENT_SIDE, address_of(&server)?).await?;
+        let forwarder = Forwarder::start(turn_net::TURN_CLIENT_SIDE, server.addr()?).await?;
         let base = forwarder.base_url();
         let behind = NsRuntime::enter(&net.client)?;
         let driver = Chromedriver::start_in(net.client.pid())?;
@@ -218,10 +201,7 @@ fn issue12_chromium_behind_a_nat_without_a_relay_says_why_it_cannot_connect() ->
             Role::Contributor,
             Some(SendMedia::new(colours::RED, 440.0)),
             "Camera",
-            JoinOptions {
-                bind: Some(format!("{}:0", turn_net::TURN_SERVER_SIDE)),
-                ..JoinOptions::default()
-            },
+            turn_net::direct(),
         )
         .await?;
 

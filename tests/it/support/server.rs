@@ -160,6 +160,15 @@ impl TestServer {
         }
     }
 
+    /// The address it listens on (a test network's forwarder connects there).
+    pub fn addr(&self) -> Result<std::net::SocketAddr> {
+        reqwest::Url::parse(&self.base_url)?
+            .socket_addrs(|| None)?
+            .into_iter()
+            .next()
+            .context("the server's address")
+    }
+
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url

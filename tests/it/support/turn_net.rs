@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::eventually;
+use super::{JoinOptions, eventually};
 
 /// coturn's address towards the clients (the TURN URL's host).
 pub const TURN_CLIENT_SIDE: &str = "10.0.1.1";
@@ -148,6 +148,15 @@ fn ip(args: &[&str]) -> Result<()> {
         .with_context(|| format!("ip {args:?}"))?;
     ensure!(status.success(), "ip {args:?}: {status}");
     Ok(())
+}
+
+/// Options for a client in the turn namespace, which routes to the server: it reaches the
+/// server directly, bound to the turn namespace's address towards it.
+pub fn direct() -> JoinOptions {
+    JoinOptions {
+        bind: Some(format!("{TURN_SERVER_SIDE}:0")),
+        ..JoinOptions::default()
+    }
 }
 
 /// A tokio runtime on a thread of its own inside a namespace: what runs on it opens its
