@@ -28,6 +28,7 @@ pub mod room;
 pub mod rtp;
 pub mod sdp;
 pub mod serve;
+pub mod speaking;
 pub mod tls;
 pub mod types;
 

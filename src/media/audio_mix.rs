@@ -1,7 +1,12 @@
-//! Audio mixes: the room's "everyone" mix and one mix-minus per participant who sends audio
-//! (everyone but themselves), each a bin from `audio-mix.pipeline` whose audiomixer gets one
-//! ghost sink pad per source linked into it, through a queue of its own.
+//! Audio mixes: the room's shared "everyone" mix and one mix-minus per participant who is
+//! speaking (every speaker but themselves), each a bin from `audio-mix.pipeline` whose
+//! audiomixer gets one ghost sink pad per speaker linked into it, through a queue of its own.
+//! Only speakers are linked anywhere: a silent input is decoded (its level is measured) and
+//! mixed nowhere. Who speaks, and in which order the links and moves happen so that nobody
+//! hears themselves, is the room's decision (`room/voice.rs`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -37,7 +42,7 @@ pub(super) struct AudioLink {
 }
 
 impl Mixer {
-    /// Gives `session` its own mix-minus (everyone's audio but its own).
+    /// Gives `session` its own mix-minus (every speaker's audio but its own).
     pub(super) fn add_mix_minus(&mut self, session: SessionId) -> Result<Tap, MediaError> {
         if let Some(existing) = self.minus.get(&session) {
             return Ok(existing.tap.clone());
@@ -49,6 +54,8 @@ impl Mixer {
             &format!("minus-{session}"),
         )?;
         let tap = audio.tap.clone();
+        // Its encoder waits for the voices (see `open_when_voiced`).
+        audio.gate.set_property("drop", true);
         // Started before anything is linked into it: its audiomixer is running by the time
         // the others' audio arrives, so none of it waits (and goes stale) in the links' queues.
         let started = audio
@@ -58,10 +65,10 @@ impl Mixer {
             .map_err(|e| build_err(format!("starting the mix-minus of {session}"), e));
         self.minus.insert(session, audio);
         let sources: Vec<SessionId> = self
-            .audio_inputs
-            .keys()
+            .speakers
+            .iter()
             .copied()
-            .filter(|&s| s != session)
+            .filter(|&s| s != session && self.audio_inputs.contains_key(&s))
             .collect();
         let started = started.and_then(|()| {
             sources
@@ -71,6 +78,15 @@ impl Mixer {
         if let Err(e) = started {
             self.remove_mix_minus(session);
             return Err(e);
+        }
+        let voices: Vec<gst::Pad> = self
+            .audio_links
+            .iter()
+            .filter(|((_, mix), _)| *mix == Some(session))
+            .map(|(_, link)| link.ghost.clone().upcast())
+            .collect();
+        if let Some(mix) = self.minus.get(&session) {
+            open_when_voiced(mix, &voices);
         }
         // Linking into a running pipeline posts no latency message: ask for the pipeline's
         // latency again, so every mix's budget covers the paths that now feed it.
@@ -91,6 +107,56 @@ impl Mixer {
         }
         if let Some(mix) = self.minus.remove(&session) {
             remove_bin(&self.pipeline, &mix.bin);
+        }
+    }
+
+    /// Links `session`'s voice into the shared mix and every other speaker's mix-minus
+    /// (`speaking`), or out of every mix. Its input may come later: it is linked then.
+    pub(super) fn set_speaker(&mut self, session: SessionId, speaking: bool) {
+        if speaking {
+            self.speakers.insert(session);
+            if let Err(e) = self.link_speaker(session) {
+                tracing::warn!(%session, "linking a speaker: {e}");
+            }
+        } else {
+            self.speakers.remove(&session);
+            self.unlink_source(session);
+        }
+    }
+
+    /// Links a speaker's input (if it has one) into every mix but its own that lacks it.
+    pub(super) fn link_speaker(&mut self, session: SessionId) -> Result<(), MediaError> {
+        if !self.audio_inputs.contains_key(&session) {
+            return Ok(());
+        }
+        let mixes: Vec<Option<SessionId>> = std::iter::once(None)
+            .chain(
+                self.minus
+                    .keys()
+                    .filter(|&&m| m != session)
+                    .map(|&m| Some(m)),
+            )
+            .filter(|&mix| !self.audio_links.contains_key(&(session, mix)))
+            .collect();
+        for mix in mixes {
+            self.link_audio(session, mix)?;
+        }
+        if self.audio_muted.contains(&session) {
+            self.set_muted_audio(session, true);
+        }
+        Ok(())
+    }
+
+    /// Unlinks `source`'s voice from every mix.
+    pub(super) fn unlink_source(&mut self, source: SessionId) {
+        let links: Vec<_> = self
+            .audio_links
+            .keys()
+            .copied()
+            .filter(|&(src, _)| src == source)
+            .collect();
+        for key in links {
+            self.unlink_audio(key);
         }
     }
 
@@ -210,6 +276,46 @@ impl Mixer {
             let _ = target.bin.remove_pad(&link.ghost);
             target.mixer.release_request_pad(&link.mixer_pad);
         }
+    }
+}
+
+/// How many of its own 20 ms periods a new mix-minus waits at most for its voices before it
+/// sends anyway (a speaker whose sender just went away delivers nothing).
+const VOICE_WAIT_PERIODS: usize = 15;
+
+/// Opens a new mix-minus's encoder once every voice linked into it has delivered audio (or
+/// after [`VOICE_WAIT_PERIODS`]). Its first packet is what a listener's writer moves to: were
+/// it silence from a mixer whose inputs are still on their way, the listener would hear a gap
+/// where the room was talking (issue 9's newcomer heard 0.5-1 s of near-silence that way).
+fn open_when_voiced(mix: &AudioMix, voices: &[gst::Pad]) {
+    let gate = mix.gate.clone();
+    if voices.is_empty() {
+        gate.set_property("drop", false);
+        return;
+    }
+    let waiting = Arc::new(AtomicUsize::new(voices.len()));
+    for pad in voices {
+        let (gate, waiting) = (gate.clone(), waiting.clone());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+                gate.set_property("drop", false);
+            }
+            gst::PadProbeReturn::Remove
+        });
+    }
+    // The fallback counts the mix's own output (its silent clock source keeps it ticking).
+    if let Some(out) = mix.mixer.static_pad("src") {
+        let periods = AtomicUsize::new(0);
+        out.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if waiting.load(Ordering::Acquire) == 0 {
+                return gst::PadProbeReturn::Remove;
+            }
+            if periods.fetch_add(1, Ordering::Relaxed) + 1 >= VOICE_WAIT_PERIODS {
+                gate.set_property("drop", false);
+                return gst::PadProbeReturn::Remove;
+            }
+            gst::PadProbeReturn::Ok
+        });
     }
 }
 

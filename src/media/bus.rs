@@ -6,12 +6,14 @@
 //! full queue could drop: each report sets state in [`Signals`] (a failure, a flag, a set of
 //! sessions) and wakes the room, which takes everything set since it last looked.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use gst::prelude::*;
 use tokio::sync::Notify;
 
+use crate::speaking::{SpeakingDetector, Speech, dbov_s16};
 use crate::types::SessionId;
 
 /// Something the pipeline reports to its room.
@@ -24,6 +26,14 @@ pub enum MixerEvent {
     LatencyChanged,
     /// A session's video input needs a keyframe (join, loss, decode error): send it a PLI.
     KeyframeWanted(SessionId),
+    /// A session's audio input started or stopped speaking (its decoded level, with the
+    /// detector's attack and hang): where its voice goes changes.
+    Speaking {
+        /// The session.
+        session: SessionId,
+        /// Started (`true`) or stopped.
+        speaking: bool,
+    },
     /// A recording's pipeline failed (disk full, unwritable file); the room goes on.
     RecordingFailed {
         /// The recording.
@@ -38,6 +48,9 @@ struct State {
     failure: Option<String>,
     latency_changed: bool,
     keyframes: BTreeSet<SessionId>,
+    /// Each input's latest speaking state not yet taken (a start and a stop in between collapse
+    /// into the latest: the room only needs where it should end up).
+    speaking: BTreeMap<SessionId, bool>,
     /// At most one entry per recording (its first failure).
     recordings_failed: Vec<(u64, String)>,
     /// Recordings already reported, so a second error of the same one adds nothing.
@@ -80,6 +93,13 @@ impl Signals {
         });
     }
 
+    /// `session`'s audio input started or stopped speaking.
+    pub fn speaking(&self, session: SessionId, speaking: bool) {
+        self.update(|s| {
+            s.speaking.insert(session, speaking);
+        });
+    }
+
     /// A recording's pipeline failed.
     pub fn recording_failed(&self, id: u64, error: String) {
         self.update(|s| {
@@ -102,6 +122,11 @@ impl Signals {
             std::mem::take(&mut s.keyframes)
                 .into_iter()
                 .map(MixerEvent::KeyframeWanted),
+        );
+        out.extend(
+            std::mem::take(&mut s.speaking)
+                .into_iter()
+                .map(|(session, speaking)| MixerEvent::Speaking { session, speaking }),
         );
         out.extend(
             s.recordings_failed
@@ -180,6 +205,28 @@ pub(super) fn watch_keyframe_requests(
             && gst_video::ForceKeyUnitEvent::is(event)
         {
             signals.keyframe_wanted(session);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Measures the level of each buffer of decoded audio (S16 mono, from an input bin's src pad)
+/// and reports when its sender starts or stops speaking. Runs on the input's streaming thread:
+/// a sum of squares over 20 ms and a state machine, then a report only on a change.
+pub(super) fn watch_speaking(pad: &gst::Pad, session: SessionId, signals: Arc<Signals>) {
+    let detector = Mutex::new(SpeakingDetector::default());
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &info.data
+            && let Ok(map) = buffer.map_readable()
+        {
+            let level = dbov_s16(map.as_slice());
+            let change = detector
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .level(Instant::now(), level);
+            if let Some(change) = change {
+                signals.speaking(session, change == Speech::Started);
+            }
         }
         gst::PadProbeReturn::Ok
     });

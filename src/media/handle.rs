@@ -50,6 +50,12 @@ enum Command {
         session: SessionId,
         reply: oneshot::Sender<Result<Tap, MediaError>>,
     },
+    RemoveMixMinus(SessionId),
+    SetSpeaker {
+        session: SessionId,
+        speaking: bool,
+        done: oneshot::Sender<()>,
+    },
     RemoveSession {
         session: SessionId,
         /// Told when its branches are out (for whoever wants to wait).
@@ -158,7 +164,7 @@ impl MixerHandle {
     }
 
     /// Adds a decoding branch for `session`'s incoming track; returns where to push its RTP.
-    /// Video gets a compositor pad at `tile`; audio is linked into every mix but its own.
+    /// Video gets a compositor pad at `tile`; audio is mixed while its sender speaks.
     pub async fn add_input(
         &self,
         session: SessionId,
@@ -174,10 +180,27 @@ impl MixerHandle {
         .await?
     }
 
-    /// Gives `session` its own mix-minus (everyone's audio but its own); returns its tap.
+    /// Gives `session` its own mix-minus (every speaker's audio but its own); returns its tap.
     pub async fn add_mix_minus(&self, session: SessionId) -> Result<Tap, MediaError> {
         self.ask(|reply| Command::AddMixMinus { session, reply })
             .await?
+    }
+
+    /// Removes `session`'s mix-minus, in order with the other commands.
+    pub async fn remove_mix_minus(&self, session: SessionId) {
+        self.send(Command::RemoveMixMinus(session)).await;
+    }
+
+    /// Links `session`'s voice into the shared mix and the other speakers' mixes, or out of
+    /// all of them; waits (bounded) until done, so that what the room does next (moving a
+    /// writer to the shared mix) comes after.
+    pub async fn set_speaker(&self, session: SessionId, speaking: bool) -> Result<(), MediaError> {
+        self.ask(|done| Command::SetSpeaker {
+            session,
+            speaking,
+            done,
+        })
+        .await
     }
 
     /// Removes everything of `session` (inputs, mix-minus, links, placeholder), in order with
@@ -312,6 +335,15 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
             }
             Command::AddMixMinus { session, reply } => {
                 let _ = reply.send(mixer.add_mix_minus(session));
+            }
+            Command::RemoveMixMinus(session) => mixer.remove_mix_minus(session),
+            Command::SetSpeaker {
+                session,
+                speaking,
+                done,
+            } => {
+                mixer.set_speaker(session, speaking);
+                let _ = done.send(());
             }
             Command::RemoveSession { session, done } => {
                 let took = std::time::Instant::now();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use gst::prelude::*;
 
-use super::bus::watch_keyframe_requests;
+use super::bus::{watch_keyframe_requests, watch_speaking};
 use super::mixer::Mixer;
 use super::pads::{block_until_idle, remove_bin, set_geometry};
 use super::{MediaError, build_err};
@@ -103,7 +103,8 @@ pub(super) fn input_template(kind: MediaKind, mime_type: &str) -> String {
 
 impl Mixer {
     /// Adds a decoding branch for `session`'s incoming track and returns where to push its RTP.
-    /// Video gets a compositor pad at `tile`; audio is linked into every mix but its own.
+    /// Video gets a compositor pad at `tile`; audio gets a tee, linked into the mixes while the
+    /// session speaks ([`Mixer::set_speaker`]).
     pub(super) fn add_input(
         &mut self,
         session: SessionId,
@@ -191,21 +192,11 @@ impl Mixer {
                 self.video_inputs.insert(session, input);
             }
             MediaKind::Audio => {
+                watch_speaking(&src, session, self.signals.clone());
                 self.audio_inputs.insert(session, input);
-                let muted = self.audio_muted.contains(&session);
-                let mixes: Vec<Option<SessionId>> = std::iter::once(None)
-                    .chain(
-                        self.minus
-                            .keys()
-                            .filter(|&&m| m != session)
-                            .map(|&m| Some(m)),
-                    )
-                    .collect();
-                for mix in mixes {
-                    self.link_audio(session, mix)?;
-                }
-                if muted {
-                    self.set_muted_audio(session, true);
+                // A silent input is mixed nowhere; a speaker's (a replaced track) at once.
+                if self.speakers.contains(&session) {
+                    self.link_speaker(session)?;
                 }
             }
         }
@@ -224,15 +215,7 @@ impl Mixer {
         };
         let Some(input) = input else { return };
         if kind == MediaKind::Audio {
-            let links: Vec<_> = self
-                .audio_links
-                .keys()
-                .copied()
-                .filter(|&(src, _)| src == session)
-                .collect();
-            for key in links {
-                self.unlink_audio(key);
-            }
+            self.unlink_source(session);
         }
         self.teardown_input(input);
     }

@@ -27,7 +27,8 @@ pub struct MixerStats {
     pub video_encoders: usize,
     /// Which outputs those are, e.g. `["h264/high", "vp8/low"]`.
     pub video_outputs: Vec<String>,
-    /// Audio encoders running: one per mix-minus, plus the "everyone" mix while anyone hears it.
+    /// Audio encoders running: one per speaker's mix-minus, plus the "everyone" mix while anyone
+    /// hears it.
     pub audio_encoders: usize,
     /// Inputs being decoded.
     pub inputs: usize,
@@ -46,6 +47,8 @@ pub(super) struct Mixer {
     pub(super) minus: HashMap<SessionId, AudioMix>,
     pub(super) video_inputs: HashMap<SessionId, Input>,
     pub(super) audio_inputs: HashMap<SessionId, Input>,
+    /// Sessions whose voice is linked into the mixes (see [`Mixer::set_speaker`]).
+    pub(super) speakers: BTreeSet<SessionId>,
     /// (source, mix) → link; mix `None` is the "everyone" mix.
     pub(super) audio_links: HashMap<(SessionId, Option<SessionId>), AudioLink>,
     /// Each video sender's tile, as last laid out.
@@ -127,6 +130,7 @@ impl Mixer {
             minus: HashMap::new(),
             video_inputs: HashMap::new(),
             audio_inputs: HashMap::new(),
+            speakers: BTreeSet::new(),
             audio_links: HashMap::new(),
             tiles: HashMap::new(),
             placeholders: HashMap::new(),
@@ -269,6 +273,7 @@ impl Mixer {
 
     /// Removes everything of `session`: its inputs, its mix-minus, its links into other mixes.
     pub(super) fn remove_session(&mut self, session: SessionId) {
+        self.speakers.remove(&session);
         self.remove_input(session, MediaKind::Video);
         self.remove_input(session, MediaKind::Audio);
         self.remove_mix_minus(session);
@@ -361,7 +366,12 @@ mod tests {
         let stats = mixer.stats();
         assert_eq!((stats.audio_encoders, stats.video_encoders), (3, 1));
         assert_eq!(stats.video_outputs, ["vp8/low"]);
-        // Each source is in the "everyone" mix and in the other's mix-minus, not its own.
+        // Silent inputs are mixed nowhere; speakers are in the "everyone" mix and in the
+        // other's mix-minus, not their own.
+        assert_eq!(mixer.audio_links.len(), 0);
+        mixer.set_speaker(a, true);
+        assert_eq!(mixer.audio_links.len(), 2);
+        mixer.set_speaker(b, true);
         assert_eq!(mixer.audio_links.len(), 4);
         assert!(!mixer.audio_links.contains_key(&(a, Some(a))));
         mixer.remove_session(a);

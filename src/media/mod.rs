@@ -5,8 +5,8 @@
 //! video input bin (appsrc → jitterbuffer → depay → decode) ─┐                 ┌→ vp8 high: valve → queue → scale → vp8enc → pay → appsink ⇒ broadcast
 //! video input bin ...                                        ├→ compositor → tee ├→ vp8 low, h264 high, h264 low (same shape)
 //! black 16x16 clock (alpha 0) ───────────────────────────────┘                 └  (each output's valve is open only while someone receives it)
-//! audio input bin (appsrc → … → S16 48k) → tee ─┬→ queue → "everyone" audio mix → opus → pay → appsink ⇒ broadcast
-//!                                               └→ queue → every other participant's mix-minus ⇒ broadcast
+//! audio input bin (appsrc → … → S16 48k) → level probe (speaking?) → tee ─┬→ queue → "everyone" audio mix → opus → pay → appsink ⇒ broadcast
+//!                                       (linked only while it speaks)     └→ queue → every other speaker's mix-minus ⇒ broadcast
 //! ```
 //! The room holds a [`MixerHandle`] (`handle.rs`): the pipeline itself lives on the mixer's
 //! thread, which alone changes it (`mixer.rs`, with `input.rs`, `audio_mix.rs`,

@@ -137,7 +137,7 @@ impl PeerFactory {
             events,
             tasks: JoinSet::new(),
             lagged: Arc::new(AtomicU64::new(0)),
-            video_switch: None,
+            switches: Default::default(),
             _live: Live::new(&metrics::PEERS),
         };
         if let Some(router) = router {

@@ -41,7 +41,7 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::PeerConnection;
 
 use crate::metrics::Live;
-use crate::types::{ConnectionState, InputCodec, SessionId, VideoCodec};
+use crate::types::{ConnectionState, InputCodec, MediaKind, SessionId, VideoCodec};
 
 use codecs::Outgoing;
 
@@ -100,6 +100,8 @@ pub enum PeerEventKind {
     /// The receiver's bandwidth estimate (REMB), in bit/s; at most one per
     /// [`ESTIMATE_INTERVAL`].
     BandwidthEstimate(u64),
+    /// A writer moved to the output it was handed ([`Peer::switch_output`]).
+    Switched(MediaKind),
 }
 
 /// Estimates are forwarded to the room at most this often (browsers send REMB every ~200 ms).
@@ -169,8 +171,8 @@ pub struct Peer {
     tasks: JoinSet<()>,
     /// Packets this peer's writers could not keep up with.
     lagged: Arc<AtomicU64>,
-    /// Hands the video writer a new output to move to at its next keyframe.
-    video_switch: Option<mpsc::Sender<broadcast::Receiver<Bytes>>>,
+    /// Hands each writer a new output to move to (video: at its next keyframe).
+    switches: std::collections::HashMap<MediaKind, mpsc::Sender<broadcast::Receiver<Bytes>>>,
     _live: Live,
 }
 

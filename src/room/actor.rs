@@ -323,6 +323,9 @@ impl RoomActor {
                 MixerEvent::LatencyChanged => self.mixer.recalculate_latency().await,
                 MixerEvent::RecordingFailed { id, error } => self.recording_failed(id, error).await,
                 MixerEvent::KeyframeWanted(session) => self.ask_sender_for_keyframe(session),
+                MixerEvent::Speaking { session, speaking } => {
+                    self.on_speaking(session, speaking).await
+                }
             }
         }
         true

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::actor::RoomActor;
 use super::keyframe::Decision;
-use crate::types::{OutputKey, Tier};
+use crate::types::{MediaKind, OutputKey, Tier};
 
 impl RoomActor {
     /// Runs the encoders someone receives (a receiver that is connected, or a recording) and
@@ -73,7 +73,7 @@ impl RoomActor {
         };
         tracing::info!(room = %self.ctx.name, session = %s.id, estimate_bps = bps, actual_bps = actual.unwrap_or(0.0) as u64, "moving from {current} to {next}");
         s.output = Some(next);
-        s.peer.switch_video(rx).await;
+        s.peer.switch_output(MediaKind::Video, rx).await;
         self.update_receivers().await;
         self.request_keyframe(next).await;
         self.publish_updated(idx);

@@ -165,6 +165,10 @@ pub struct SessionInfo {
     /// It said its camera is off: its tile shows a placeholder.
     #[serde(default)]
     pub video_muted: bool,
+    /// It is speaking: its voice is in the mix, and it hears a mix of its own (every speaker
+    /// but itself) once moved there.
+    #[serde(default)]
+    pub speaking: bool,
     /// The video output it receives (codec and tier), if it receives video.
     #[serde(default)]
     pub output: Option<OutputKey>,

@@ -224,6 +224,7 @@ mod tests {
                 tile: None,
                 audio_muted: false,
                 video_muted: true,
+                speaking: false,
                 output: None,
                 dropped_packets: 0,
                 lagged_packets: 3,

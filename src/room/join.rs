@@ -216,21 +216,9 @@ impl RoomActor {
             codec: plan.video_codec,
             tier: quality.unwrap_or(Tier::High).max(ceiling),
         });
-        let sends_audio = m(MediaKind::Audio).is_some_and(Direction::sends);
         let sends_video = m(MediaKind::Video).is_some_and(Direction::sends);
         let session = SessionId::random();
         let remote_ufrag = ice_ufrag(&offer);
-        let mut mix_minus = None;
-        if plan.audio && sends_audio {
-            // Everyone but themselves: a mix of its own, made before the peer subscribes to it.
-            match self.mixer.add_mix_minus(session).await {
-                Ok(tap) => mix_minus = Some(tap),
-                Err(e) => {
-                    let _ = reply.send(Err(JoinError::Internal(e.to_string())));
-                    return;
-                }
-            }
-        }
         let peers = self.ctx.peers.clone();
         let events = self.peer_events_tx.clone();
         self.negotiations.spawn(async move {
@@ -246,7 +234,6 @@ impl RoomActor {
                 identity: caller.identity().map(str::to_owned),
                 sends_video,
                 plan,
-                mix_minus,
                 remote_ufrag,
                 output,
                 pinned: quality.is_some(),
@@ -310,7 +297,8 @@ impl RoomActor {
                 pending.pinned,
             )
             .with_ceiling(pending.ceiling),
-            mix_minus: pending.mix_minus,
+            mix_minus: None,
+            voice: Default::default(),
             hears: pending.plan.audio,
             inputs: Vec::new(),
             last_pli: None::<Instant>,

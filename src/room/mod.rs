@@ -22,9 +22,10 @@ pub mod layout;
 mod recording;
 mod registry;
 mod session;
-pub mod speaking;
+mod speakers;
 pub mod tiers;
 mod tiling;
+pub mod voice;
 
 pub use api::{
     Canvas, JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RecordingState,

@@ -10,6 +10,7 @@ use super::actor::{PLI_INTERVAL, RoomActor};
 use super::api::{JoinAnswer, JoinError, SessionError, SessionInfo, TrickleError};
 use super::events::{LeaveReason, RoomEvent};
 use super::tiers::TierPolicy;
+use super::voice::{Voice, VoiceMachine};
 use crate::admission::SessionSlots;
 use crate::auth::{Caller, SessionRight};
 use crate::media::{RtpInput, Tap};
@@ -44,8 +45,10 @@ pub(super) struct Session {
     pub(super) output: Option<OutputKey>,
     /// Moves it between tiers by its bandwidth estimate (pinned if it asked for a quality).
     pub(super) tier_policy: TierPolicy,
-    /// The audio it hears: its mix-minus, or (`None`) the "everyone" mix.
+    /// Its own mix (every speaker but itself), while it speaks (see `voice`).
     pub(super) mix_minus: Option<Tap>,
+    /// Whether it speaks, and which mix it hears.
+    pub(super) voice: VoiceMachine,
     /// Whether it receives audio at all.
     pub(super) hears: bool,
     /// The inputs its media goes into (for their drop counts).
@@ -84,6 +87,7 @@ impl Session {
             tile: tiles.iter().find(|(id, _)| *id == self.id).map(|(_, r)| *r),
             audio_muted: self.muted().0,
             video_muted: self.muted().1,
+            speaking: self.voice.voice() == Voice::Speaking,
             output: self.output,
             dropped_packets: self.inputs.iter().map(RtpInput::dropped).sum::<u64>()
                 + self.peer.routed_dropped_packets(),
@@ -91,9 +95,9 @@ impl Session {
         }
     }
 
-    /// Whether it hears the "everyone" mix.
+    /// Whether it hears the "everyone" mix (or moves from or to it).
     pub(super) fn hears_everyone(&self) -> bool {
-        self.hears && self.mix_minus.is_none()
+        self.hears && self.voice.hears_shared()
     }
 }
 
@@ -105,7 +109,6 @@ pub(super) struct Pending {
     pub(super) identity: Option<String>,
     pub(super) sends_video: bool,
     pub(super) plan: SendPlan,
-    pub(super) mix_minus: Option<Tap>,
     pub(super) remote_ufrag: Option<String>,
     pub(super) output: Option<OutputKey>,
     /// It asked for a quality: no automatic switching.
@@ -352,6 +355,8 @@ impl RoomActor {
                 }
             }
             PeerEventKind::BandwidthEstimate(bps) => self.on_estimate(idx, bps).await,
+            PeerEventKind::Switched(MediaKind::Audio) => self.on_audio_switched(idx).await,
+            PeerEventKind::Switched(MediaKind::Video) => {}
         }
     }
 
@@ -401,9 +406,11 @@ impl RoomActor {
                 s.peer.start_sending(MediaKind::Video, video);
             }
             if s.hears {
+                // Its own mix if it already speaks (its voice is in the shared one).
                 let audio = s
                     .mix_minus
                     .as_ref()
+                    .filter(|_| !s.voice.hears_shared())
                     .unwrap_or_else(|| self.mixer.everyone_audio())
                     .subscribe();
                 s.peer.start_sending(MediaKind::Audio, audio);

@@ -14,3 +14,4 @@ mod room_events;
 mod structure;
 mod support;
 mod turn;
+mod voices;

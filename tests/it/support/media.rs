@@ -266,7 +266,7 @@ impl RtpSource {
     /// payload type 111.
     pub fn audio(hz: f32) -> Result<RtpSource> {
         let description = format!(
-            "audiotestsrc is-live=true wave=sine freq={hz} volume=0.3 \
+            "audiotestsrc name=tone is-live=true wave=sine freq={hz} volume=0.3 \
              ! audioconvert ! audioresample \
              ! audio/x-raw,rate={AUDIO_RATE},channels=2 \
              ! opusenc \
@@ -304,6 +304,13 @@ impl RtpSource {
             packets: Some(rx),
             counters,
         })
+    }
+
+    /// Sets an audio source's volume (0.3 as built; 0 sends Opus frames of silence).
+    pub fn set_volume(&self, volume: f64) -> Result<()> {
+        let tone: gst::Element = self.pipeline.by_name("tone")?;
+        tone.set_property("volume", volume);
+        Ok(())
     }
 
     /// Start producing. Packets produced before anyone takes the receiver queue up to the

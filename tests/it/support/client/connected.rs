@@ -196,6 +196,29 @@ impl TestClient {
             .with_context(|| format!("{}: waiting for audio ({:?})", self.name, self.stats()))
     }
 
+    /// The received audio between `from` and `to` (counted from its first sample), once it
+    /// has all arrived, within `deadline`.
+    pub async fn audio_between(
+        &self,
+        from: Duration,
+        to: Duration,
+        deadline: Duration,
+    ) -> Result<Vec<f32>> {
+        self.audio()?
+            .since_start(from, to, deadline)
+            .await
+            .with_context(|| format!("{}: waiting for audio ({:?})", self.name, self.stats()))
+    }
+
+    /// Sets the volume of the tone it sends (0.3 as it joins; 0 is a silent microphone, Opus
+    /// packets of silence as a browser sends them).
+    pub fn set_tone_volume(&self, volume: f64) -> Result<()> {
+        self.sources
+            .iter()
+            .find_map(|s| s.set_volume(volume).ok())
+            .with_context(|| format!("{} sends no tone", self.name))
+    }
+
     /// A snapshot of the audio receive state.
     pub fn audio_state(&self) -> AudioState {
         self.audio

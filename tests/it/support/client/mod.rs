@@ -107,8 +107,11 @@ pub struct SendMedia {
     pub colour: Rgb,
     /// Send noise (videotestsrc snow) instead of the colour.
     pub snow: bool,
-    /// The frequency of the sine tone (volume 0.3, about -10.5 dBFS).
+    /// The frequency of the sine tone.
     pub tone_hz: f32,
+    /// Its volume: 0.3 (about -10.5 dBFS) is a speaker; 0 a silent microphone, which still
+    /// sends Opus packets (of silence), as a browser does. See [`TestClient::set_tone_volume`].
+    pub tone_volume: f64,
     pub width: u32,
     pub height: u32,
     /// Frames between keyframes at 30 fps; a PLI from the server forces one sooner.
@@ -132,6 +135,7 @@ impl Default for SendMedia {
             colour: colours::RED,
             snow: false,
             tone_hz: 440.0,
+            tone_volume: 0.3,
             width: 640,
             height: 360,
             keyframe_interval: 30,
@@ -236,7 +240,9 @@ impl TestClient {
                 height: send.height,
                 keyframe_interval: send.keyframe_interval,
             })?);
-            sources.push(RtpSource::audio(send.tone_hz)?);
+            let audio = RtpSource::audio(send.tone_hz)?;
+            audio.set_volume(send.tone_volume)?;
+            sources.push(audio);
         }
         let (mut video, audio, audio_input) = if role.receives() {
             let (audio, audio_input) = AudioReceiver::new()?;

@@ -1,6 +1,6 @@
 //! Who is speaking, from each audio input's level: a pure state machine per input, fed levels
 //! and the time, answering "started" or "stopped" or nothing. (Issue 13: only a speaker needs a
-//! mix of its own; everyone silent shares one.)
+//! mix of its own; everyone silent shares one. The room acts on it in `room/voice.rs`.)
 //!
 //! Levels are RFC 6464's: the audio level of a packet in -dBov, 0 (loudest) to 127 (silence),
 //! as a browser puts it in the `ssrc-audio-level` header extension, or as measured on the
@@ -101,6 +101,23 @@ pub fn dbov(samples: &[f32]) -> u8 {
     (-db).round().clamp(0.0, 127.0) as u8
 }
 
+/// [`dbov`] of 16-bit little-endian PCM (what the input branches decode to).
+pub fn dbov_s16(pcm: &[u8]) -> u8 {
+    let samples = pcm.len() / 2;
+    if samples == 0 {
+        return 127;
+    }
+    let sum: f64 = pcm
+        .chunks_exact(2)
+        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])).powi(2))
+        .sum();
+    let mean_square = sum / samples as f64 / (32768.0 * 32768.0);
+    if mean_square <= 0.0 {
+        return 127;
+    }
+    (-10.0 * mean_square.log10()).round().clamp(0.0, 127.0) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +197,13 @@ mod tests {
         // The test clients' tone (volume 0.3): about 13.5 dBov, speech by these thresholds.
         let tone: Vec<f32> = sine.iter().map(|s| s * 0.3).collect();
         assert!((13..=14).contains(&dbov(&tone)), "{}", dbov(&tone));
+        // The same from 16-bit PCM.
+        let pcm: Vec<u8> = tone
+            .iter()
+            .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+            .collect();
+        assert_eq!(dbov_s16(&pcm), dbov(&tone));
+        assert_eq!(dbov_s16(&[0; 1920]), 127);
+        assert_eq!(dbov_s16(&[]), 127);
     }
 }
