@@ -2,7 +2,7 @@
 //! pipelines (`tessera::media`), fed in-process, with no WebRTC, in a process of its own
 //! (`tessera-bench baseline`) so its CPU is measured alone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use crate::measure::measure_cpu;
+use crate::media::dump::RtpDump;
 use crate::replay::replay;
 
 /// The output the benchmark's receivers take: what browsers get by default.
@@ -27,16 +28,18 @@ const VP8_HIGH: OutputKey = OutputKey {
 
 /// CPU (in cores) of `rooms` rooms of `size` through the project's pipelines, VP8 high only.
 pub fn run_baseline(rooms: usize, size: usize, window: Duration, cache: &Path) -> Result<f64> {
-    run_baseline_with(rooms, size, window, cache, false)
+    run_baseline_with(rooms, size, window, cache, false, None)
 }
 
-/// The same, with the whole encoder ladder (VP8 and H.264, both tiers) when `ladder`.
+/// The same, with the whole encoder ladder (VP8 and H.264, both tiers) when `ladder`, or
+/// audio-only rooms where `talkers` of each room talk.
 pub fn run_baseline_with(
     rooms: usize,
     size: usize,
     window: Duration,
     cache: &Path,
     ladder: bool,
+    talkers: Option<usize>,
 ) -> Result<f64> {
     let out = Command::new(std::env::current_exe()?)
         .args([
@@ -47,6 +50,7 @@ pub fn run_baseline_with(
             &size.to_string(),
         ])
         .args(ladder.then_some("--ladder"))
+        .args(talkers.map(|t| format!("--talkers={t}")))
         .args(["--seconds", &window.as_secs_f64().to_string(), "--cache"])
         .arg(cache)
         .stderr(Stdio::inherit())
@@ -63,13 +67,16 @@ pub fn run_baseline_with(
 
 /// The baseline: R rooms of N participants through the project's own pipelines (the same
 /// `Mixer` the server runs: N decodes, compositor, one VP8 encode, audio mixes with mix-minus,
-/// Opus encodes), fed in real time from the same dumps, with no WebRTC at all.
+/// Opus encodes), fed in real time from the same dumps, with no WebRTC at all. With `talkers`,
+/// audio-only rooms: those talk (a mix-minus each, as the server gives speakers), the others
+/// send near-silence and hear the shared mix.
 pub async fn baseline(
     rooms: usize,
     size: usize,
     seconds: f64,
     cache: &Path,
     ladder: bool,
+    talkers: Option<usize>,
 ) -> Result<()> {
     let media = Arc::new(crate::media::dump::prepare(cache)?);
     let factory = MediaFactory::new(None)?;
@@ -87,14 +94,20 @@ pub async fn baseline(
             }
         });
         let tiles = tessera::room::layout::tiles(size, config.mix.width, config.mix.height);
-        let mut inputs: HashMap<SessionId, ()> = HashMap::new();
         for (i, tile) in tiles.iter().enumerate() {
             let s = SessionId(i as u64 + 1);
-            let mix_minus = mixer.add_mix_minus(s).await?;
-            for (kind, mime, rate, dump) in [
-                (MediaKind::Video, "video/VP8", 90_000, &media.video),
-                (MediaKind::Audio, "audio/opus", 48_000, &media.audio),
-            ] {
+            // The server's speakers: every participant of a video room (the dump's hum is
+            // speech), the talkers of an audio-only one.
+            let talks = talkers.is_none_or(|t| i < t);
+            let kinds: &[(MediaKind, &str, u32, &RtpDump)] = match talkers {
+                None => &[
+                    (MediaKind::Video, "video/VP8", 90_000, &media.video),
+                    (MediaKind::Audio, "audio/opus", 48_000, &media.audio),
+                ],
+                Some(_) if talks => &[(MediaKind::Audio, "audio/opus", 48_000, &media.audio)],
+                Some(_) => &[(MediaKind::Audio, "audio/opus", 48_000, &media.quiet)],
+            };
+            for &(kind, mime, rate, dump) in kinds {
                 let codec = InputCodec {
                     kind,
                     mime_type: mime.into(),
@@ -116,14 +129,23 @@ pub async fn baseline(
                     }
                 });
             }
-            inputs.insert(s, ());
-            let mut audio = mix_minus.subscribe();
+            if talks {
+                let mut audio = mixer.add_mix_minus(s).await?.subscribe();
+                mixer.set_speaker(s, true).await?;
+                drains.spawn(async move { while audio.recv().await.is_ok() {} });
+            }
+        }
+        let listeners = talkers.is_some_and(|t| t < size);
+        if listeners {
+            let mut audio = mixer.everyone_audio().subscribe();
             drains.spawn(async move { while audio.recv().await.is_ok() {} });
         }
         // Everyone receives the video (and, with `ladder`, someone receives every output),
         // everyone hears a mix-minus, as in the server's rooms. Subscribers keep the outputs'
         // packets moving, as receivers would.
-        let outputs: BTreeSet<OutputKey> = if ladder {
+        let outputs: BTreeSet<OutputKey> = if talkers.is_some() {
+            BTreeSet::new()
+        } else if ladder {
             [VideoCodec::Vp8, VideoCodec::H264]
                 .into_iter()
                 .flat_map(|codec| [Tier::High, Tier::Low].map(|tier| OutputKey { codec, tier }))
@@ -137,7 +159,10 @@ pub async fn baseline(
                 .with_context(|| format!("the baseline mixer has no {key} output"))?;
             drains.spawn(async move { while video.recv().await.is_ok() {} });
         }
-        mixer.set_receivers(outputs, false).await;
+        mixer.set_receivers(outputs, listeners).await;
+        // Playing, as a server's room is once a session connects (an audio-only room's
+        // compositor too: the server's runs as well).
+        mixer.wake().await;
         mixers.push(mixer);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;

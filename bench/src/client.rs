@@ -48,6 +48,9 @@ pub struct Kinds {
     pub video: bool,
     /// Audio (Opus).
     pub audio: bool,
+    /// The audio sent is a quiet microphone's (Opus frames of near-silence, as a browser sends
+    /// while its user listens) instead of the clicks over a hum (someone talking).
+    pub quiet: bool,
 }
 
 /// What the connection reports: the client's task reads these.

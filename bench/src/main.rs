@@ -53,6 +53,9 @@ enum Sub {
         /// Run the whole ladder (VP8 and H.264, high and low tiers), not just VP8 high.
         #[arg(long)]
         ladder: bool,
+        /// Audio-only rooms where this many of each room talk (the others send near-silence).
+        #[arg(long)]
+        talkers: Option<usize>,
     },
 }
 
@@ -82,6 +85,9 @@ pub struct RunArgs {
     /// Room sizes whose capacity is searched.
     #[arg(long, value_delimiter = ',', default_values_t = [4, 9])]
     pub sizes: Vec<usize>,
+    /// Run only the audio-only steps (a quick look at the audio path; not a table to keep).
+    #[arg(long, conflicts_with = "capacity_only")]
+    pub audio_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -104,7 +110,10 @@ fn main() -> Result<()> {
             seconds,
             cache,
             ladder,
-        }) => runtime.block_on(baseline::baseline(rooms, size, seconds, &cache, ladder)),
+            talkers,
+        }) => runtime.block_on(baseline::baseline(
+            rooms, size, seconds, &cache, ladder, talkers,
+        )),
         None => runtime.block_on(steps::run(cli.run)),
     }
 }

@@ -21,8 +21,10 @@ pub struct Plan {
     pub sizes: Vec<usize>,
     /// Most rooms a capacity search tries.
     pub max_rooms: usize,
-    /// Most audio-only rooms tried, and their size.
+    /// Most audio-only rooms tried (everyone talking), and their size.
     pub audio_only: (usize, usize),
+    /// Most conversational audio-only rooms tried (two talk).
+    pub conversational_rooms: usize,
 }
 
 /// The table's rows (measure, result, target) and notes under it.

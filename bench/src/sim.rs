@@ -44,16 +44,25 @@ pub enum Receive {
 pub const BOTH: Kinds = Kinds {
     video: true,
     audio: true,
+    quiet: false,
 };
 /// Audio only.
 pub const AUDIO: Kinds = Kinds {
     video: false,
     audio: true,
+    quiet: false,
+};
+/// Audio only, from a participant who listens (its microphone sends near-silence).
+pub const QUIET_AUDIO: Kinds = Kinds {
+    video: false,
+    audio: true,
+    quiet: true,
 };
 /// Nothing (a viewer sends nothing).
 pub const NOTHING: Kinds = Kinds {
     video: false,
     audio: false,
+    quiet: false,
 };
 
 /// One simulated participant: a WebRTC peer owned by its own task.
@@ -124,7 +133,15 @@ impl Joiner {
         let mut replays = JoinSet::new();
         for (kind, sends, dump) in [
             (MediaKind::Video, send.video, &self.media.video),
-            (MediaKind::Audio, send.audio, &self.media.audio),
+            (
+                MediaKind::Audio,
+                send.audio,
+                if send.quiet {
+                    &self.media.quiet
+                } else {
+                    &self.media.audio
+                },
+            ),
         ] {
             if sends {
                 let (tx, rx) = broadcast::channel(256);

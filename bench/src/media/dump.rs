@@ -56,8 +56,10 @@ pub struct RtpDump {
 pub struct PreparedMedia {
     /// The stamped VP8 video.
     pub video: RtpDump,
-    /// The clicking Opus audio.
+    /// The clicking Opus audio (over a hum loud enough to count as speech).
     pub audio: RtpDump,
+    /// A quiet microphone: Opus frames of a hum at -70 dBov, below any speech.
+    pub quiet: RtpDump,
 }
 
 /// Loads the dumps from `cache_dir`, encoding them first if they are not there yet.
@@ -69,15 +71,20 @@ pub fn prepare(cache_dir: &Path) -> Result<PreparedMedia> {
         "video-{SOURCE_WIDTH}x{SOURCE_HEIGHT}-{VIDEO_KBPS}k.rtpdump"
     ));
     let audio_path = cache_dir.join("audio-clicks.rtpdump");
+    let quiet_path = cache_dir.join("audio-quiet.rtpdump");
     if !video_path.exists() {
         write_dump(&video_path, &encode_video()?)?;
     }
     if !audio_path.exists() {
-        write_dump(&audio_path, &encode_audio()?)?;
+        write_dump(&audio_path, &encode_audio(true)?)?;
+    }
+    if !quiet_path.exists() {
+        write_dump(&quiet_path, &encode_audio(false)?)?;
     }
     Ok(PreparedMedia {
         video: read_dump(&video_path)?,
         audio: read_dump(&audio_path)?,
+        quiet: read_dump(&quiet_path)?,
     })
 }
 
@@ -177,7 +184,10 @@ fn encode_video() -> Result<RtpDump> {
     )
 }
 
-fn encode_audio() -> Result<RtpDump> {
+/// 10 s of Opus: a talker's (`talking`: a hum at -37 dBov, speech to the server's detector,
+/// with a loud click every second) or a quiet microphone's (the hum at -70 dBov, no clicks).
+fn encode_audio(talking: bool) -> Result<RtpDump> {
+    let hum = if talking { 0.02 } else { 0.0003 };
     let desc = "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved \
                 ! opusenc frame-size=20 bitrate=48000 ! rtpopuspay pt=111 ! appsink name=out sync=false";
     const CHUNK: usize = 960; // 20 ms
@@ -191,12 +201,12 @@ fn encode_audio() -> Result<RtpDump> {
             let mut data = Vec::with_capacity(CHUNK * 4);
             for n in 0..CHUNK {
                 let t = (i * CHUNK + n) as f64 / 48_000.0;
-                let in_click = t.fract() < 0.02;
+                let in_click = talking && t.fract() < 0.02;
                 // A quiet hum, and a loud 2 kHz click for the first 20 ms of every second.
                 let v = if in_click {
                     0.6 * (2.0 * std::f64::consts::PI * 2000.0 * t).sin()
                 } else {
-                    0.02 * (2.0 * std::f64::consts::PI * 150.0 * t).sin()
+                    hum * (2.0 * std::f64::consts::PI * 150.0 * t).sin()
                 };
                 let s = (v * i16::MAX as f64) as i16;
                 data.extend_from_slice(&s.to_le_bytes());
@@ -213,7 +223,7 @@ fn encode_audio() -> Result<RtpDump> {
             // shift packets by its look-ahead, so boundaries need not fall on packet starts).
             let second = 1_000_000_000u64;
             let next = pts.div_ceil(second) * second;
-            u16::from(next - pts < chunk_ns && next < LOOP.as_nanos() as u64)
+            u16::from(talking && next - pts < chunk_ns && next < LOOP.as_nanos() as u64)
         },
     )
 }

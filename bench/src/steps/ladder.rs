@@ -14,8 +14,8 @@ pub fn run(bench: &mut Bench) -> Result<()> {
         cache,
         ..
     } = bench;
-    let single = run_baseline_with(1, 4, plan.window, cache, false)?;
-    let ladder = run_baseline_with(1, 4, plan.window, cache, true)?;
+    let single = run_baseline_with(1, 4, plan.window, cache, false, None)?;
+    let ladder = run_baseline_with(1, 4, plan.window, cache, true, None)?;
     results.row(
         "Encoder ladder: one room of 4, VP8 + H.264 x 1280x720 + 640x360 (media only)".to_owned(),
         format!(

@@ -39,6 +39,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             sizes: vec![2],
             max_rooms: 1,
             audio_only: (1, 2),
+            conversational_rooms: 1,
         }
     } else {
         Plan {
@@ -48,6 +49,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             sizes: args.sizes.clone(),
             max_rooms: args.max_rooms,
             audio_only: (12, 8),
+            conversational_rooms: 30,
         }
     };
     let bin = match &args.server_bin {
@@ -70,11 +72,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         cache: args.cache.clone(),
         idle_rss,
     };
-    if !args.capacity_only {
+    if !args.capacity_only && !args.audio_only {
         latency::run(&mut bench).await?;
     }
-    capacity::run(&mut bench).await?;
-    ladder::run(&mut bench)?;
+    if !args.audio_only {
+        capacity::run(&mut bench).await?;
+        ladder::run(&mut bench)?;
+    }
     if !args.capacity_only {
         audio_only::run(&mut bench).await?;
     }
