@@ -86,6 +86,47 @@ impl SpeakingDetector {
     }
 }
 
+/// Which packets of an audio input go on into the pipeline: those of a speaker, and any that
+/// is not near-silence (it may be the start of speech). A quiet microphone's packets stop here,
+/// so a listener's input costs the room no decoding, mixing or thread wake-up; what goes on is
+/// renumbered so that its sequence numbers stay continuous while its timestamps jump, which is
+/// how a sender using Opus DTX (RFC 7587 §3.1.3) sends, and what jitter buffers expect.
+#[derive(Debug, Clone, Default)]
+pub struct VoiceGate {
+    detector: SpeakingDetector,
+    /// Packets held back so far: subtracted from the sequence numbers of those that go on.
+    held: u16,
+}
+
+/// What to do with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gated {
+    /// Its new sequence number if it goes on; `None` if it stops here.
+    pub sequence: Option<u16>,
+    /// Whether the input started or stopped speaking with it.
+    pub change: Option<Speech>,
+}
+
+impl VoiceGate {
+    /// Whether the input is speaking now.
+    pub fn is_speaking(&self) -> bool {
+        self.detector.is_speaking()
+    }
+
+    /// Takes a packet of level `dbov` with sequence number `sequence`, arrived at `now`.
+    pub fn packet(&mut self, now: Instant, dbov: u8, sequence: u16) -> Gated {
+        let change = self.detector.level(now, dbov);
+        let goes_on = self.detector.is_speaking() || dbov <= STOP_DBOV;
+        let sequence = if goes_on {
+            Some(sequence.wrapping_sub(self.held))
+        } else {
+            self.held = self.held.wrapping_add(1);
+            None
+        };
+        Gated { sequence, change }
+    }
+}
+
 /// The RFC 6464 level (-dBov, 0..=127) of samples in [-1, 1]: their RMS against a full-scale
 /// square wave, as the RFC defines it, for inputs whose sender puts no level in its packets.
 pub fn dbov(samples: &[f32]) -> u8 {
@@ -101,17 +142,13 @@ pub fn dbov(samples: &[f32]) -> u8 {
     (-db).round().clamp(0.0, 127.0) as u8
 }
 
-/// [`dbov`] of 16-bit little-endian PCM (what the input branches decode to).
-pub fn dbov_s16(pcm: &[u8]) -> u8 {
-    let samples = pcm.len() / 2;
-    if samples == 0 {
+/// [`dbov`] of 16-bit PCM (what the Opus decoder gives).
+pub fn dbov_i16(samples: &[i16]) -> u8 {
+    if samples.is_empty() {
         return 127;
     }
-    let sum: f64 = pcm
-        .chunks_exact(2)
-        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])).powi(2))
-        .sum();
-    let mean_square = sum / samples as f64 / (32768.0 * 32768.0);
+    let sum: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+    let mean_square = sum / samples.len() as f64 / (32768.0 * 32768.0);
     if mean_square <= 0.0 {
         return 127;
     }
@@ -185,6 +222,36 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_microphone_is_held_back_and_speech_goes_on_numbered_without_gaps() {
+        let mut gate = VoiceGate::default();
+        let mut t = Instant::now();
+        let mut out = Vec::new();
+        let mut changes = Vec::new();
+        // 1 s quiet, 1 s of speech, 2 s quiet (the hang lets 800 ms of it through), 20 ms of
+        // a cough, quiet again.
+        let levels = std::iter::repeat_n(80, 50)
+            .chain(std::iter::repeat_n(30, 50))
+            .chain(std::iter::repeat_n(80, 100))
+            .chain(std::iter::once(30))
+            .chain(std::iter::repeat_n(80, 10));
+        for (i, level) in levels.enumerate() {
+            t += Duration::from_millis(20);
+            let g = gate.packet(t, level, 65_000u16.wrapping_add(i as u16));
+            out.extend(g.sequence);
+            changes.extend(g.change);
+        }
+        assert_eq!(changes, [Speech::Started, Speech::Stopped]);
+        // The speech, the hang and the cough went on, numbered one after the other across
+        // the wrap of the sequence numbers.
+        assert_eq!(out.len(), 50 + 39 + 1);
+        assert!(
+            out.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{out:?}"
+        );
+        assert!(!gate.is_speaking());
+    }
+
+    #[test]
     fn levels_are_rfc_6464_dbov() {
         assert_eq!(dbov(&[]), 127);
         assert_eq!(dbov(&[0.0; 960]), 127);
@@ -198,12 +265,9 @@ mod tests {
         let tone: Vec<f32> = sine.iter().map(|s| s * 0.3).collect();
         assert!((13..=14).contains(&dbov(&tone)), "{}", dbov(&tone));
         // The same from 16-bit PCM.
-        let pcm: Vec<u8> = tone
-            .iter()
-            .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
-            .collect();
-        assert_eq!(dbov_s16(&pcm), dbov(&tone));
-        assert_eq!(dbov_s16(&[0; 1920]), 127);
-        assert_eq!(dbov_s16(&[]), 127);
+        let pcm: Vec<i16> = tone.iter().map(|s| (s * 32767.0) as i16).collect();
+        assert_eq!(dbov_i16(&pcm), dbov(&tone));
+        assert_eq!(dbov_i16(&[0; 960]), 127);
+        assert_eq!(dbov_i16(&[]), 127);
     }
 }

@@ -8,12 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use gst::prelude::*;
 use tokio::sync::Notify;
 
-use crate::speaking::{SpeakingDetector, Speech, dbov_s16};
 use crate::types::SessionId;
 
 /// Something the pipeline reports to its room.
@@ -205,28 +203,6 @@ pub(super) fn watch_keyframe_requests(
             && gst_video::ForceKeyUnitEvent::is(event)
         {
             signals.keyframe_wanted(session);
-        }
-        gst::PadProbeReturn::Ok
-    });
-}
-
-/// Measures the level of each buffer of decoded audio (S16 mono, from an input bin's src pad)
-/// and reports when its sender starts or stops speaking. Runs on the input's streaming thread:
-/// a sum of squares over 20 ms and a state machine, then a report only on a change.
-pub(super) fn watch_speaking(pad: &gst::Pad, session: SessionId, signals: Arc<Signals>) {
-    let detector = Mutex::new(SpeakingDetector::default());
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(gst::PadProbeData::Buffer(buffer)) = &info.data
-            && let Ok(map) = buffer.map_readable()
-        {
-            let level = dbov_s16(map.as_slice());
-            let change = detector
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .level(Instant::now(), level);
-            if let Some(change) = change {
-                signals.speaking(session, change == Speech::Started);
-            }
         }
         gst::PadProbeReturn::Ok
     });

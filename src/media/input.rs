@@ -3,16 +3,19 @@
 //! feeds every audio mix that should hear it (audio). [`RtpInput`] is the pushing end the peer's
 //! reading task holds.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use gst::prelude::*;
 
-use super::bus::{watch_keyframe_requests, watch_speaking};
+use super::bus::{Signals, watch_keyframe_requests};
 use super::mixer::Mixer;
 use super::pads::{block_until_idle, remove_bin, set_geometry};
 use super::{MediaError, build_err};
+use crate::rtp::packet as rtp_packet;
+use crate::speaking::{Speech, VoiceGate, dbov_i16};
 use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
 
 /// Jitter buffer depth of every input, in ms: room for one retransmission on a good network.
@@ -41,6 +44,50 @@ pub struct RtpInput {
     /// Packets dropped before the pipeline: pushed into a full appsrc (it then drops its oldest
     /// data), or refused while the branch was being removed.
     pub(super) dropped: Arc<AtomicU64>,
+    /// An audio input's level and gate (a room's audio inputs only).
+    voice: Option<Arc<Mutex<VoiceInput>>>,
+    /// Packets of near-silence held back by that gate.
+    held: Arc<AtomicU64>,
+}
+
+/// What an audio input measures of each packet before the pipeline: its level (decoded here,
+/// on the reading task that pushes it, with no thread of its own), whether its sender speaks,
+/// and whether the packet goes on at all ([`VoiceGate`]).
+struct VoiceInput {
+    decoder: opus::Decoder,
+    gate: VoiceGate,
+    pcm: Vec<i16>,
+    session: SessionId,
+    signals: Arc<Signals>,
+}
+
+impl VoiceInput {
+    fn new(session: SessionId, signals: Arc<Signals>) -> Result<VoiceInput, MediaError> {
+        Ok(VoiceInput {
+            // Mono: the level is all that is wanted of it (libopus downmixes a stereo stream).
+            decoder: opus::Decoder::new(48_000, opus::Channels::Mono)
+                .map_err(|e| build_err("an Opus decoder for the level", e))?,
+            gate: VoiceGate::default(),
+            // 120 ms, Opus's longest packet.
+            pcm: vec![0; 5760],
+            session,
+            signals,
+        })
+    }
+
+    /// The packet's new sequence number if it goes on into the pipeline.
+    fn take(&mut self, packet: &[u8]) -> Option<u16> {
+        let sequence = rtp_packet::sequence(packet)?;
+        let level = rtp_packet::payload(packet)
+            .and_then(|p| self.decoder.decode(p, &mut self.pcm, false).ok())
+            .map_or(127, |n| dbov_i16(&self.pcm[..n]));
+        let gated = self.gate.packet(Instant::now(), level, sequence);
+        if let Some(change) = gated.change {
+            self.signals
+                .speaking(self.session, change == Speech::Started);
+        }
+        gated.sequence
+    }
 }
 
 impl RtpInput {
@@ -50,12 +97,19 @@ impl RtpInput {
             appsrc,
             caps_set: Arc::default(),
             dropped: Arc::default(),
+            voice: None,
+            held: Arc::default(),
         }
     }
 
     /// Packets dropped before the pipeline so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Packets of a quiet microphone held back before the pipeline so far (not decoded).
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
     }
 }
 
@@ -64,6 +118,23 @@ impl RtpSink for RtpInput {
         if packet.len() < 12 {
             return;
         }
+        let packet = match &self.voice {
+            None => packet,
+            Some(voice) => {
+                let taken = voice
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(&packet);
+                let Some(sequence) = taken else {
+                    // Near-silence of a listener: nothing to decode or mix.
+                    self.held.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let mut renumbered = packet.to_vec();
+                rtp_packet::set_sequence(&mut renumbered, sequence);
+                Bytes::from(renumbered)
+            }
+        };
         if !self.caps_set.load(Ordering::Acquire) {
             // Depayloaders require the payload type in their caps, and it is only certain once
             // the first packet shows it (the offerer numbers its codecs).
@@ -185,14 +256,19 @@ impl Mixer {
             self.teardown_input(input);
             return Err(e);
         }
-        let sink = RtpInput::new(appsrc);
+        let mut sink = RtpInput::new(appsrc);
+        if codec.kind == MediaKind::Audio {
+            sink.voice = Some(Arc::new(Mutex::new(VoiceInput::new(
+                session,
+                self.signals.clone(),
+            )?)));
+        }
         input.dropped = sink.dropped.clone();
         match codec.kind {
             MediaKind::Video => {
                 self.video_inputs.insert(session, input);
             }
             MediaKind::Audio => {
-                watch_speaking(&src, session, self.signals.clone());
                 self.audio_inputs.insert(session, input);
                 // A silent input is mixed nowhere; a speaker's (a replaced track) at once.
                 if self.speakers.contains(&session) {

@@ -176,6 +176,10 @@ pub struct SessionInfo {
     /// the offer declared no SSRC for queued too long).
     #[serde(default)]
     pub dropped_packets: u64,
+    /// Packets of its microphone held back as near-silence while it did not speak (never
+    /// decoded or mixed).
+    #[serde(default)]
+    pub held_packets: u64,
     /// Packets of the mix it receives that its sending tasks skipped, having fallen behind.
     #[serde(default)]
     pub lagged_packets: u64,

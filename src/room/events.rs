@@ -227,6 +227,7 @@ mod tests {
                 speaking: false,
                 output: None,
                 dropped_packets: 0,
+                held_packets: 0,
                 lagged_packets: 3,
             },
         };

@@ -91,6 +91,7 @@ impl Session {
             output: self.output,
             dropped_packets: self.inputs.iter().map(RtpInput::dropped).sum::<u64>()
                 + self.peer.routed_dropped_packets(),
+            held_packets: self.inputs.iter().map(RtpInput::held).sum(),
             lagged_packets: self.peer.lagged_packets(),
         }
     }

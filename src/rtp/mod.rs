@@ -4,3 +4,4 @@
 
 pub mod codecs;
 pub mod keyframe;
+pub mod packet;

@@ -223,5 +223,26 @@ async fn issue13_a_room_of_eight_where_two_speak_runs_three_encoders() -> Result
         };
         check_windows(c.name(), &audio, &hears, own)?;
     }
+    // (Seconds later.) A listener's silent microphone stops before the pipeline (nothing decoded or mixed);
+    // a speaker's goes on.
+    let info = server.room(room).await?;
+    let held = |name: &str| -> u64 {
+        info["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["held_packets"].as_u64())
+            .unwrap_or(0)
+    };
+    for i in 0..6 {
+        let name = format!("l{i}");
+        assert!(
+            held(&name) >= 25,
+            "{name} held {} packets: {info}",
+            held(&name)
+        );
+    }
+    assert_eq!((held("s1"), held("s2")), (0, 0), "{info}");
     Ok(())
 }
