@@ -15,7 +15,7 @@ use super::mixer::Mixer;
 use super::pads::{block_until_idle, remove_bin, set_geometry};
 use super::{MediaError, build_err};
 use crate::rtp::packet as rtp_packet;
-use crate::speaking::{Speech, VoiceGate, dbov_i16};
+use crate::speaking::{Speech, VoiceGate, dbov};
 use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
 
 /// Jitter buffer depth of every input, in ms: room for one retransmission on a good network.
@@ -80,7 +80,7 @@ impl VoiceInput {
         let sequence = rtp_packet::sequence(packet)?;
         let level = rtp_packet::payload(packet)
             .and_then(|p| self.decoder.decode(p, &mut self.pcm, false).ok())
-            .map_or(127, |n| dbov_i16(&self.pcm[..n]));
+            .map_or(127, |n| dbov(&self.pcm[..n]));
         let gated = self.gate.packet(Instant::now(), level, sequence);
         if let Some(change) = gated.change {
             self.signals

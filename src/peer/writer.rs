@@ -59,14 +59,14 @@ impl Peer {
                 };
                 match bytes {
                     Ok(bytes) => {
-                        let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut &bytes[..]) else {
+                        let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut &bytes[..]) else {
                             continue;
                         };
-                        let mut moved = false;
-                        if kind == MediaKind::Audio && next.is_some() {
+                        // What to send of this packet, and whether the writer just moved.
+                        let (send, moved) = if kind == MediaKind::Audio && next.is_some() {
                             let at = splice.get_or_insert_with(|| Splice::new(&packet));
                             match at.take(packet, from_next) {
-                                Take::Forward(p) => packet = p,
+                                Take::Forward(p) => (Some(p), false),
                                 Take::Hold => continue,
                                 Take::Move { last_old, new } => {
                                     tracing::debug!(
@@ -84,8 +84,7 @@ impl Peer {
                                     for p in new {
                                         out.send(&mut rewrite, p).await;
                                     }
-                                    moved = true;
-                                    packet = rtc::rtp::Packet::default();
+                                    (None, true)
                                 }
                             }
                         } else if from_next {
@@ -97,15 +96,18 @@ impl Peer {
                             current = next.take().expect("a packet came from it");
                             rewrite.restart(step);
                             await_keyframe = false;
-                            moved = true;
-                        } else if await_keyframe {
-                            if !is_keyframe_start(codec, &packet.payload) {
-                                continue;
+                            (Some(packet), true)
+                        } else {
+                            if await_keyframe {
+                                if !is_keyframe_start(codec, &packet.payload) {
+                                    continue;
+                                }
+                                await_keyframe = false;
                             }
-                            await_keyframe = false;
-                        }
-                        if !(moved && kind == MediaKind::Audio) {
-                            out.send(&mut rewrite, packet).await;
+                            (Some(packet), false)
+                        };
+                        if let Some(p) = send {
+                            out.send(&mut rewrite, p).await;
                         }
                         if moved {
                             // Control: the room waits for it to link a speaker's voice.

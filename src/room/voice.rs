@@ -68,11 +68,6 @@ impl VoiceMachine {
         self.voice != Voice::Speaking
     }
 
-    /// Whether its own mix exists.
-    pub fn has_own_mix(&self) -> bool {
-        self.voice != Voice::Quiet
-    }
-
     /// The detector says it started (`true`) or stopped speaking. `hears`: it receives audio;
     /// `writer`: its outgoing audio is being sent (a move can be reported back).
     pub fn detected(&mut self, speaking: bool, hears: bool, writer: bool) -> Vec<VoiceAction> {
@@ -144,14 +139,14 @@ mod tests {
     #[test]
     fn a_listener_moves_to_its_own_mix_before_its_voice_joins_the_shared_one() {
         let mut m = VoiceMachine::default();
-        assert!(m.hears_shared() && !m.has_own_mix());
+        assert!(m.hears_shared() && m.voice() == Voice::Quiet);
         assert_eq!(m.detected(true, true, true), [OpenOwnMix, HearOwnMix]);
         assert_eq!(m.voice(), Voice::Moving);
         // Its voice is in no mix until the writer has moved: it cannot hear itself.
         assert!(m.hears_shared());
         assert_eq!(m.switched(true, true), [JoinMixes]);
         assert_eq!(m.voice(), Voice::Speaking);
-        assert!(!m.hears_shared() && m.has_own_mix());
+        assert!(!m.hears_shared());
         // Falling silent: the voice leaves first, then the writer moves, then the mix closes.
         assert_eq!(m.detected(false, true, true), [LeaveMixes, HearSharedMix]);
         assert_eq!(m.voice(), Voice::Returning);
