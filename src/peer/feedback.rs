@@ -10,6 +10,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use tokio::sync::mpsc;
 
 use super::codecs::Outgoing;
+use super::stream_router::RoutedFeedback;
 use super::{ESTIMATE_INTERVAL, Peer, PeerEvent, PeerEventKind, VideoFeedback};
 use crate::types::{MediaKind, SessionId};
 
@@ -17,7 +18,7 @@ use crate::types::{MediaKind, SessionId};
 pub struct KeyframeAsker {
     session: SessionId,
     feedback: Option<VideoFeedback>,
-    plis: Option<mpsc::Sender<u32>>,
+    router: Option<mpsc::Sender<RoutedFeedback>>,
 }
 
 impl KeyframeAsker {
@@ -31,9 +32,9 @@ impl KeyframeAsker {
             Some(VideoFeedback::Routed(ssrc)) => {
                 tracing::debug!(session = %self.session, media_ssrc = ssrc, "sending PLI (routed)");
                 return self
-                    .plis
+                    .router
                     .as_ref()
-                    .is_some_and(|plis| plis.try_send(ssrc).is_ok());
+                    .is_some_and(|router| router.try_send(RoutedFeedback::Pli(ssrc)).is_ok());
             }
             Some(VideoFeedback::Bound(track)) => track,
         };
@@ -64,7 +65,7 @@ impl Peer {
         KeyframeAsker {
             session: self.session,
             feedback: self.remote_video.clone(),
-            plis: self.router_plis.clone(),
+            router: self.router_feedback.clone(),
         }
     }
 

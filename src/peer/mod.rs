@@ -8,7 +8,9 @@
 //! - a *writing* task per outgoing track copies the room's broadcast output into the track,
 //!   rewriting SSRC and payload type to what this connection negotiated (`writer.rs`);
 //! - a *feedback* task per outgoing video track turns the receiver's PLI/FIR and REMB into
-//!   events for the room (`feedback.rs`).
+//!   events for the room (`feedback.rs`);
+//! - an *uplink* task per incoming video track repeats the bitrate the room allows its sender
+//!   (REMB, `uplink.rs`).
 //!
 //! What the webrtc-rs callbacks learn (`handler.rs`) is forwarded as a [`PeerEvent`]; the room
 //! actor decides what it means. The channel to the room is control: senders wait for room in it
@@ -28,6 +30,7 @@ mod offer;
 mod reader;
 mod routing;
 mod stream_router;
+mod uplink;
 mod writer;
 
 use std::sync::Arc;
@@ -35,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::PeerConnection;
@@ -162,8 +165,10 @@ pub struct Peer {
     outgoing: Vec<Outgoing>,
     /// The incoming video, to send PLIs for.
     remote_video: Option<VideoFeedback>,
-    /// Keyframe requests for routed streams (see [`stream_router`]), if any are routed.
-    router_plis: Option<mpsc::Sender<u32>>,
+    /// Feedback for routed streams (see [`stream_router`]), if any are routed.
+    router_feedback: Option<mpsc::Sender<stream_router::RoutedFeedback>>,
+    /// The bitrate its video sender may send (its tile's), repeated to it as REMB.
+    uplink: watch::Sender<Option<u64>>,
     /// Packets of routed streams dropped before their reading task took them.
     routed_dropped: Option<Arc<AtomicU64>>,
     events: mpsc::Sender<PeerEvent>,

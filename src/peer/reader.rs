@@ -51,6 +51,7 @@ impl Peer {
             }
         };
         if kind == MediaKind::Video {
+            self.repeat_uplink_limit(feedback.clone());
             self.remote_video = Some(feedback);
         }
     }
@@ -61,10 +62,10 @@ impl Peer {
     pub(super) fn announce_routed_streams(&mut self, router: stream_router::RouterHandle) {
         let stream_router::RouterHandle {
             mut streams,
-            plis,
+            feedback,
             dropped,
         } = router;
-        self.router_plis = Some(plis);
+        self.router_feedback = Some(feedback);
         self.routed_dropped = Some(dropped);
         let (events, session) = (self.events.clone(), self.session);
         self.tasks.spawn(async move {

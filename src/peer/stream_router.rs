@@ -10,9 +10,10 @@
 //! Channels: the packet channels are media (full: the packet is dropped and counted in
 //! `dropped`); `announce` is control and never drops: unbounded, because an interceptor cannot
 //! wait, yet bounded in practice (one announcement per line, and another only when a new SSRC
-//! takes the line over, after 2 s of silence). Keyframe requests for a routed stream come back
-//! through `plis` and leave as RTCP PLI from this interceptor, since no webrtc-rs track exists
-//! to write them to; a request that finds 16 waiting is dropped, as it asks what they ask.
+//! takes the line over, after 2 s of silence). Keyframe requests and bitrate limits for a routed
+//! stream come back through `feedback` and leave as RTCP (PLI, REMB) from this interceptor, since
+//! no webrtc-rs track exists to write them to; one that finds 16 waiting is dropped, as it asks
+//! what they ask (a limit is repeated every second).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::sansio::Protocol;
 use rtc::shared::TransportContext;
 use rtc::shared::error::Error;
@@ -53,12 +55,21 @@ pub struct RoutedStream {
     pub packets: mpsc::Receiver<Bytes>,
 }
 
-/// The peer's side of the router: streams as they start, and where to ask for keyframes.
+/// RTCP about a routed stream, for its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutedFeedback {
+    /// A keyframe request (PLI) for this SSRC.
+    Pli(u32),
+    /// The bitrate it may send (REMB).
+    Remb { ssrc: u32, bps: u64 },
+}
+
+/// The peer's side of the router: streams as they start, and where to send their feedback.
 pub struct RouterHandle {
     /// New streams, as they start (see the module docs on why it is unbounded).
     pub streams: mpsc::UnboundedReceiver<RoutedStream>,
-    /// SSRCs to send a PLI for; drained by the interceptor on its next packet.
-    pub plis: mpsc::Sender<u32>,
+    /// Feedback to send; drained by the interceptor on its next packet.
+    pub feedback: mpsc::Sender<RoutedFeedback>,
     /// Routed packets dropped because their channel was full.
     pub dropped: Arc<AtomicU64>,
 }
@@ -71,7 +82,7 @@ pub struct StreamRouter {
     /// Per line, the packet channel of its current stream.
     channels: Vec<Option<mpsc::Sender<Bytes>>>,
     announce: mpsc::UnboundedSender<RoutedStream>,
-    plis: mpsc::Receiver<u32>,
+    feedback: mpsc::Receiver<RoutedFeedback>,
     dropped: Arc<AtomicU64>,
     inbound: VecDeque<TaggedPacket>,
     outbound: VecDeque<TaggedPacket>,
@@ -82,7 +93,7 @@ impl StreamRouter {
     pub fn new(table: RouteTable) -> (StreamRouter, RouterHandle) {
         let lines = table.lines().len();
         let (announce, streams) = mpsc::unbounded_channel();
-        let (plis_tx, plis) = mpsc::channel(16);
+        let (feedback_tx, feedback) = mpsc::channel(16);
         let dropped = Arc::new(AtomicU64::new(0));
         (
             StreamRouter {
@@ -90,14 +101,14 @@ impl StreamRouter {
                 table,
                 bound: HashSet::new(),
                 announce,
-                plis,
+                feedback,
                 dropped: dropped.clone(),
                 inbound: VecDeque::new(),
                 outbound: VecDeque::new(),
             },
             RouterHandle {
                 streams,
-                plis: plis_tx,
+                feedback: feedback_tx,
                 dropped,
             },
         )
@@ -140,19 +151,26 @@ impl StreamRouter {
         true
     }
 
-    fn queue_plis(&mut self, now: Instant) {
-        let mut plis: Vec<Box<dyn rtc::rtcp::Packet>> = Vec::new();
-        while let Ok(ssrc) = self.plis.try_recv() {
-            plis.push(Box::new(PictureLossIndication {
-                sender_ssrc: 0,
-                media_ssrc: ssrc,
-            }));
+    fn queue_feedback(&mut self, now: Instant) {
+        let mut rtcp: Vec<Box<dyn rtc::rtcp::Packet>> = Vec::new();
+        while let Ok(feedback) = self.feedback.try_recv() {
+            rtcp.push(match feedback {
+                RoutedFeedback::Pli(ssrc) => Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                }),
+                RoutedFeedback::Remb { ssrc, bps } => Box::new(ReceiverEstimatedMaximumBitrate {
+                    sender_ssrc: 0,
+                    bitrate: bps as f32,
+                    ssrcs: vec![ssrc],
+                }),
+            });
         }
-        if !plis.is_empty() {
+        if !rtcp.is_empty() {
             self.outbound.push_back(TaggedPacket {
                 now,
                 transport: TransportContext::default(),
-                message: AttributedPacket::new(Packet::Rtcp(plis)),
+                message: AttributedPacket::new(Packet::Rtcp(rtcp)),
             });
         }
     }
@@ -166,7 +184,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for StreamRouter {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.queue_plis(msg.now);
+        self.queue_feedback(msg.now);
         if let Packet::Rtp(packet) = &msg.message.packet
             && !self.bound.contains(&packet.header.ssrc)
             && self.take(msg.now, packet)
@@ -191,7 +209,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for StreamRouter {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
-        self.queue_plis(now);
+        self.queue_feedback(now);
         Ok(())
     }
 }

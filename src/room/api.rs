@@ -180,6 +180,9 @@ pub struct SessionInfo {
     /// decoded or mixed).
     #[serde(default)]
     pub held_packets: u64,
+    /// What its video sender is told it may send (REMB, in bit/s): its tile's bitrate.
+    #[serde(default)]
+    pub uplink_limit_bps: Option<u64>,
     /// Packets of the mix it receives that its sending tasks skipped, having fallen behind.
     #[serde(default)]
     pub lagged_packets: u64,

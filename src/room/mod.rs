@@ -25,6 +25,7 @@ mod session;
 mod speakers;
 pub mod tiers;
 mod tiling;
+pub mod uplink;
 pub mod voice;
 
 pub use api::{

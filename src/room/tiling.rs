@@ -4,7 +4,7 @@
 use super::actor::RoomActor;
 use super::api::Canvas;
 use super::events::{RoomEvent, TileInfo};
-use super::layout;
+use super::{layout, uplink};
 use crate::types::{Rect, SessionId};
 
 impl RoomActor {
@@ -24,11 +24,17 @@ impl RoomActor {
             .collect()
     }
 
-    /// Moves the tiles to the current layout and tells the event streams.
+    /// Moves the tiles to the current layout, tells each sender the bitrate its tile needs
+    /// (see [`uplink`]) and tells the event streams.
     pub(super) async fn reflow(&mut self) {
         let tiles = self.tiles();
         self.mixer.set_tiles(tiles.clone()).await;
         let mix = &self.ctx.config.mix;
+        for (id, rect) in &tiles {
+            if let Some(s) = self.sessions.iter().find(|s| s.id == *id) {
+                s.peer.limit_uplink(uplink::tile_bitrate(*rect, mix.fps));
+            }
+        }
         self.ctx.publish(RoomEvent::LayoutChanged {
             canvas: Canvas {
                 width: mix.width,

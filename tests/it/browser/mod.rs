@@ -523,3 +523,4 @@ fn issue4_errors_reach_the_person() -> Result<()> {
 
 mod access;
 mod relay;
+mod uplink;
