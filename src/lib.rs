@@ -24,6 +24,7 @@ pub mod ice_servers;
 pub mod media;
 pub mod metrics;
 pub mod peer;
+pub mod rate_cap;
 pub mod room;
 pub mod rtp;
 pub mod sdp;

@@ -340,7 +340,7 @@ pub(super) fn new_audio_mix(
         .by_name("out")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no appsink named out"))?;
-    let tap = Tap::attach(&sink);
+    let tap = Tap::attach(&sink, None);
     let gate = bin
         .by_name("gate")
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no valve named gate"))?;

@@ -34,6 +34,9 @@ pub struct MixerStats {
     pub inputs: usize,
     /// RTP packets produced by the video outputs so far.
     pub video_packets: u64,
+    /// Raw frames kept from the video encoders so far to hold their bitrate (a picture too
+    /// noisy for the tier's bitrate loses frame rate; see [`crate::rate_cap`]).
+    pub capped_frames: u64,
 }
 
 /// One room's pipeline and everything linked into it.
@@ -242,6 +245,7 @@ impl Mixer {
             audio_encoders: usize::from(running(&self.everyone.gate)) + self.minus.len(),
             inputs: self.video_inputs.len() + self.audio_inputs.len(),
             video_packets: self.video_outputs.values().map(|o| o.tap.packets()).sum(),
+            capped_frames: self.video_outputs.values().map(|o| o.capped_frames()).sum(),
         }
     }
 

@@ -60,10 +60,11 @@ impl Recorder {
         by_name("file")?.set_property("location", path.to_string_lossy().as_ref());
         // The MP4 muxer fails the whole file on a buffer without a timestamp (a depayloader
         // or parser can flush one at the end of stream); such a buffer cannot be placed in
-        // time anyway, so it is dropped before the muxer.
+        // time anyway, so it is dropped before the muxer (Handled: the probe disposes of it;
+        // Drop would have GStreamer 1.22 unref the NULL gstreamer-rs leaves, a CRITICAL).
         for pad in by_name("mux")?.sink_pads() {
             pad.add_probe(gst::PadProbeType::BUFFER, |_, info| match info.buffer() {
-                Some(b) if b.pts().is_none() => gst::PadProbeReturn::Drop,
+                Some(b) if b.pts().is_none() => gst::PadProbeReturn::Handled,
                 _ => gst::PadProbeReturn::Ok,
             });
         }

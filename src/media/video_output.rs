@@ -3,8 +3,9 @@
 //! until someone receives it; each output (audio mixes too) ends in an appsink whose callback
 //! broadcasts the RTP packets to every subscriber ([`Tap`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use bytes::Bytes;
 use gst::prelude::*;
@@ -12,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::{MediaError, Templates, build_err};
 use crate::config::MixConfig;
+use crate::rate_cap::RateCap;
 use crate::types::OutputKey;
 
 /// Packets an output may run ahead of its slowest subscriber before that subscriber drops
@@ -47,8 +49,12 @@ impl Tap {
     }
 
     /// Broadcasts `appsink`'s samples: the callback only copies the packet out and sends it
-    /// (no subscriber is fine), so it never blocks the streaming thread.
-    pub(super) fn attach(appsink: &gst_app::AppSink) -> Tap {
+    /// (no subscriber is fine). With a `cap` (video), each packet first waits for its
+    /// departure: the wait holds the output's own streaming thread, as a sink synchronising
+    /// to the clock does, so the encoder behind it pauses and the leaky queue before the
+    /// encoder drops raw frames meanwhile (frame rate, not packets, gives way), and no other
+    /// output or room waits.
+    pub(super) fn attach(appsink: &gst_app::AppSink, cap: Option<Arc<Mutex<RateCap>>>) -> Tap {
         let (tx, _) = broadcast::channel(OUTPUT_BACKLOG);
         let packets = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
@@ -60,6 +66,13 @@ impl Tap {
                     if let Some(buffer) = sample.buffer()
                         && let Ok(map) = buffer.map_readable()
                     {
+                        if let Some(cap) = &cap {
+                            let now = Instant::now();
+                            let leave = lock(cap).send(now, map.len());
+                            if leave > now {
+                                std::thread::sleep(leave - now);
+                            }
+                        }
                         cb_packets.fetch_add(1, Ordering::Relaxed);
                         cb_bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
                         let _ = cb_tx.send(Bytes::copy_from_slice(map.as_slice()));
@@ -81,11 +94,20 @@ pub(super) struct VideoOutput {
     pub(super) gate: gst::Element,
     pub(super) encoder: gst::Element,
     pub(super) tap: Tap,
+    /// Keeps the encoder within its bitrate on any picture (see [`crate::rate_cap`]); shared
+    /// with the probes on the encoder's pads, which run on the output's streaming thread.
+    cap: Arc<Mutex<RateCap>>,
 }
 
 impl VideoOutput {
+    /// Raw frames the bitrate cap kept from the encoder so far.
+    pub(super) fn capped_frames(&self) -> u64 {
+        lock(&self.cap).dropped()
+    }
+
     /// Asks the encoder for a keyframe now (the room coalesces requests).
     pub(super) fn force_keyframe(&self) {
+        lock(&self.cap).keyframe_requested();
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
@@ -139,7 +161,10 @@ pub(super) fn add_video_output(
     let sink = by_name("out")?
         .downcast::<gst_app::AppSink>()
         .map_err(|_| build_err(context(), "out is not an appsink"))?;
-    let tap = Tap::attach(&sink);
+    let (_, _, kbps) = mix.output(key);
+    let cap = Arc::new(Mutex::new(RateCap::new(u64::from(kbps) * 1000)));
+    let tap = Tap::attach(&sink, Some(cap.clone()));
+    cap_encoder(&encoder, &cap).map_err(|e| build_err(context(), e))?;
     pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
     let tee_pad = canvas
         .request_pad_simple("src_%u")
@@ -155,5 +180,61 @@ pub(super) fn add_video_output(
         gate,
         encoder,
         tap,
+        cap,
     })
+}
+
+/// The cap's state stays valid whatever a panicking holder was doing (it only counts).
+fn lock(cap: &Mutex<RateCap>) -> std::sync::MutexGuard<'_, RateCap> {
+    cap.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Puts `cap` around `encoder`: each raw frame asks it before entering and is shown the
+/// cap's steady time; each encoded frame (a buffer on the encoder's src pad: one frame,
+/// keyframes without the delta flag) teaches it the size of the next and gets its real time
+/// back. The encoders emit each frame as they take it (no lookahead), so the frame leaving is
+/// the one that entered. Both probes run on the output's own streaming thread and take the
+/// lock for a few instructions.
+fn cap_encoder(encoder: &gst::Element, cap: &Arc<Mutex<RateCap>>) -> Result<(), &'static str> {
+    let sink = encoder
+        .static_pad("sink")
+        .ok_or("the encoder has no sink pad")?;
+    let src = encoder
+        .static_pad("src")
+        .ok_or("the encoder has no src pad")?;
+    let before = cap.clone();
+    sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let mut cap = lock(&before);
+        if !cap.admit(Instant::now()) {
+            // Handled, not Drop: the buffer is ours (dropped here), and GStreamer 1.22 would
+            // unref the NULL that gstreamer-rs leaves after Drop (a CRITICAL per frame).
+            return gst::PadProbeReturn::Handled;
+        }
+        if let Some(buffer) = info.buffer_mut()
+            && let Some(pts) = buffer.pts()
+        {
+            let steady = cap.steady_pts(pts.nseconds());
+            buffer
+                .make_mut()
+                .set_pts(gst::ClockTime::from_nseconds(steady));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let after = cap.clone();
+    src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer_mut() {
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let behind = lock(&after).encoded(buffer.size() as u64, keyframe);
+            if behind > 0 {
+                // The encoder keeps its own offset (x264enc's is 1000 hours): move its times
+                // forward by what the steady clock held back, both of them (no reordering).
+                let behind = gst::ClockTime::from_nseconds(behind);
+                let buffer = buffer.make_mut();
+                buffer.set_pts(buffer.pts().map(|t| t + behind));
+                buffer.set_dts(buffer.dts().map(|t| t + behind));
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }

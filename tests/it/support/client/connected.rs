@@ -244,6 +244,7 @@ impl TestClient {
             plis_sent: load(&c.plis_sent),
             keyframe_requests_received: load(&c.keyframe_requests_received),
             keyframes_received: load(&c.keyframes_received),
+            video_frames_received: load(&c.video_frames_received),
         }
     }
 

@@ -153,6 +153,8 @@ pub struct ClientCounters {
     pub video_packets_received: AtomicU64,
     /// Their bytes, RTP headers included: what the receiver's link carries.
     pub video_bytes_received: AtomicU64,
+    /// Video frames the server sent us (packets with the marker bit: a frame's last).
+    pub video_frames_received: AtomicU64,
     pub audio_packets_received: AtomicU64,
     /// PLIs we sent the server (our decoder asked, or the test did).
     pub plis_sent: AtomicU64,
@@ -170,6 +172,7 @@ pub struct ClientStats {
     pub send_errors: u64,
     pub video_packets_received: u64,
     pub video_bytes_received: u64,
+    pub video_frames_received: u64,
     pub audio_packets_received: u64,
     pub plis_sent: u64,
     pub keyframe_requests_received: u64,

@@ -121,6 +121,9 @@ pub(super) async fn pump_remote_video(
                 Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                     media_ssrc = Some(packet.header.ssrc);
                     counters.video_packets_received.fetch_add(1, Ordering::Relaxed);
+                    if packet.header.marker {
+                        counters.video_frames_received.fetch_add(1, Ordering::Relaxed);
+                    }
                     if tessera::rtp::keyframe::is_vp8_keyframe_start(&packet.payload) {
                         counters.keyframes_received.fetch_add(1, Ordering::Relaxed);
                     }
