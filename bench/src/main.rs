@@ -2,9 +2,10 @@
 //! over the real WHIP/WHEP interface from this second process with simulated participants that
 //! replay pre-encoded media, and measures, in one run: capacity (rooms of 4 and of 9), the
 //! overhead against the same media work without WebRTC (the project's own pipelines fed
-//! in-process, `tessera-bench baseline`), added latency (video stamps, audio clicks), join time,
-//! memory per room and audio-only capacity. It prints a markdown table; `--write FILE` puts it
-//! at the top of BENCHMARKS.md. `--smoke` runs every step briefly (the test suite does).
+//! in-process, `tessera-bench baseline`) and against plain gst-launch pipelines (`raw.rs`),
+//! added latency (video stamps, audio clicks), join time, memory per room, WHEP fan-out, what a
+//! waiting room costs and audio-only capacity. It prints a markdown table; `--write FILE` puts
+//! it at the top of BENCHMARKS.md. `--smoke` runs every step briefly (the test suite does).
 //!
 //! A crate of its own, beside the product: its WebRTC client (`client.rs`), its media
 //! (`media/`: the replayed dumps and the receivers' decoders), the server it starts
@@ -15,6 +16,7 @@ mod baseline;
 mod client;
 mod measure;
 mod media;
+mod raw;
 mod replay;
 mod report;
 mod server;
@@ -88,6 +90,9 @@ pub struct RunArgs {
     /// Run only the audio-only steps (a quick look at the audio path; not a table to keep).
     #[arg(long, conflicts_with = "capacity_only")]
     pub audio_only: bool,
+    /// Run only the fan-out step (a quick look; not a table to keep).
+    #[arg(long, conflicts_with_all = ["capacity_only", "audio_only"])]
+    pub fanout_only: bool,
 }
 
 fn main() -> Result<()> {

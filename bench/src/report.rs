@@ -25,6 +25,10 @@ pub struct Plan {
     pub audio_only: (usize, usize),
     /// Most conversational audio-only rooms tried (two talk).
     pub conversational_rooms: usize,
+    /// WHEP viewers added to the fan-out room at a time, and the most tried.
+    pub fanout: (usize, usize),
+    /// Measurement window of each fan-out step.
+    pub fanout_window: Duration,
 }
 
 /// The table's rows (measure, result, target) and notes under it.

@@ -1,7 +1,9 @@
 //! The benchmark's media, the only part of it that touches GStreamer: the replayed dumps
-//! ([`dump`]) and the sampled receivers' decoders ([`probe`]).
+//! ([`dump`]), the same media as files for the raw gst-launch baseline ([`files`]) and the
+//! sampled receivers' decoders ([`probe`]).
 
 pub mod dump;
+pub mod files;
 pub mod probe;
 
 /// An error of a GStreamer step, with what was being done.

@@ -12,6 +12,7 @@ use anyhow::Result;
 use super::Bench;
 use crate::baseline::run_baseline_with;
 use crate::measure::{cores, measure_cpu};
+use crate::raw::{RawRoom, raw_cores};
 use crate::server::wait_idle;
 use crate::sim::{AUDIO, QUIET_AUDIO, Receive, wait_connected};
 
@@ -135,9 +136,15 @@ fn report(
                 false,
                 Some(talkers),
             )?;
+            let raw = raw_cores(
+                &bench.raw_files,
+                rooms,
+                RawRoom::Audio { size, talkers },
+                bench.plan.window.min(Duration::from_secs(20)),
+            )?;
             let p = rooms * size;
             format!(
-                "{p} participants in {rooms} rooms of {size} at {:.0}% of one core: {:.0} participants per core, {:.3} CPU-s per room-second{}; tessera / baseline {:.2} ({:.0}% vs {:.0}%)",
+                "{p} participants in {rooms} rooms of {size} at {:.0}% of one core: {:.0} participants per core, {:.3} CPU-s per room-second{}; tessera / baseline {:.2} ({:.0}% vs {:.0}%); tessera / raw gst-launch {:.2} ({:.0}%)",
                 cores_used * 100.0,
                 p as f64 / cores_used,
                 cores_used / rooms as f64,
@@ -149,6 +156,8 @@ fn report(
                 cores_used / baseline.max(1e-9),
                 cores_used * 100.0,
                 baseline * 100.0,
+                cores_used / raw.max(1e-9),
+                raw * 100.0,
             )
         }
         None => "no measurement (the first room already passed 80% of the machine)".into(),

@@ -77,7 +77,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     results.row(
         "Added latency, audio (send → decoded mix-minus)",
         format!("median {am:.0} ms, p95 {ap:.0} ms (n={an})"),
-        "median ≤ 40 ms, p95 ≤ 60 ms",
+        "median ≤ 30 ms, p95 ≤ 45 ms",
     );
 
     // Join time: viewers join the running room one after another, 600 ms apart. Joins
@@ -134,7 +134,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     results.row(
         "Join time (POST → first decoded composite frame)",
         format!("median {jm:.0} ms, p95 {jp:.0} ms (n={jn})"),
-        "median ≤ 300 ms, p95 ≤ 500 ms",
+        "median ≤ 250 ms, p95 ≤ 400 ms",
     );
     Ok(())
 }

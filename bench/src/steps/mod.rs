@@ -3,8 +3,10 @@
 
 mod audio_only;
 mod capacity;
+mod fanout;
 mod ladder;
 mod latency;
+mod waiting;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use anyhow::{Context, Result};
 
 use crate::RunArgs;
 use crate::measure::rss_mib;
+use crate::media::files::MediaFiles;
 use crate::report::{Plan, Results, render, write_table};
 use crate::server::Server;
 use crate::sim::Joiner;
@@ -28,6 +31,8 @@ pub struct Bench {
     pub cache: PathBuf,
     /// The server's resident memory before any room.
     pub idle_rss: f64,
+    /// The media as files, for the raw gst-launch baseline.
+    pub raw_files: MediaFiles,
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
@@ -40,6 +45,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             max_rooms: 1,
             audio_only: (1, 2),
             conversational_rooms: 1,
+            fanout: (2, 4),
+            fanout_window: Duration::from_secs(3),
         }
     } else {
         Plan {
@@ -50,6 +57,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             max_rooms: args.max_rooms,
             audio_only: (12, 8),
             conversational_rooms: 30,
+            fanout: (25, 1000),
+            fanout_window: Duration::from_secs(10),
         }
     };
     let bin = match &args.server_bin {
@@ -61,6 +70,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     eprintln!("preparing media in {}", args.cache.display());
     let media = Arc::new(crate::media::dump::prepare(&args.cache)?);
+    let raw_files = crate::media::files::media_files(&args.cache, &media, crate::raw::FILE_LOOPS)?;
     let server = Server::start(&bin)?;
     let idle_rss = rss_mib(server.pid());
     let joiner = Joiner::new(server.base.clone(), media)?;
@@ -71,15 +81,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
         results: Results::default(),
         cache: args.cache.clone(),
         idle_rss,
+        raw_files,
     };
-    if !args.capacity_only && !args.audio_only {
+    if !args.capacity_only && !args.audio_only && !args.fanout_only {
         latency::run(&mut bench).await?;
     }
-    if !args.audio_only {
+    if !args.audio_only && !args.fanout_only {
         capacity::run(&mut bench).await?;
         ladder::run(&mut bench)?;
     }
-    if !args.capacity_only {
+    if !args.capacity_only && !args.audio_only {
+        fanout::run(&mut bench).await?;
+        waiting::run(&mut bench).await?;
+    }
+    if !args.capacity_only && !args.fanout_only {
         audio_only::run(&mut bench).await?;
     }
 
