@@ -90,9 +90,9 @@ fn room_description(files: &MediaFiles, r: usize, room: RawRoom) -> Vec<String> 
             "compositor name=c{r} background=black{pads} \
              ! video/x-raw,format=I420,width={w},height={h},framerate=30/1 \
              ! vp8enc deadline=1 cpu-used=-6 threads=1 lag-in-frames=0 end-usage=cbr \
-               target-bitrate=2000000 keyframe-max-dist=300 error-resilient=default \
+               target-bitrate=1900000 keyframe-max-dist=300 error-resilient=default \
                buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 \
-               max-quantizer=63 dropframe-threshold=30 \
+               max-quantizer=63 dropframe-threshold=30 max-intra-bitrate=300 \
              ! rtpvp8pay mtu=1200 ! fakesink sync=true"
         ));
         for i in 0..size {
