@@ -7,9 +7,9 @@
 //! 2 s window carried 1.25x the 2 Mbit/s target (1.26x at 600 kbit/s), with 140 KB keyframes
 //! sent in one burst. A receiver on a link just above the tier's bitrate then loses packets.
 //!
-//! So each output paces its packets ([`Pacer`]) and counts what left over the last [`WINDOW`];
-//! a raw frame enters the encoder only when the window, with the frame it is expected to make,
-//! stays within the tier's bitrate: a picture that does not fit loses frame rate, never the
+//! So each output paces its packets and counts what left over the last [`WINDOW`]; a raw frame
+//! enters the encoder only when the window, with the frame it is expected to make, stays within
+//! the tier's bitrate and its [`HEADROOM`]: a picture that does not fit loses frame rate, never the
 //! bitrate. A picture that fits rarely meets the cap: the encoder's own rate control aims under
 //! it.
 //!
@@ -82,8 +82,6 @@ pub struct RateCap {
     pacer: Pacer,
     /// The last frame shown to the encoder: its real and its steady time (nanoseconds).
     last_shown: Option<(u64, u64)>,
-    /// How far the steady clock is behind the real one (nanoseconds), as of the last frame shown.
-    behind: u64,
     /// The time of the last frame refused since the last one shown (nanoseconds).
     last_refused: Option<u64>,
 }
@@ -102,7 +100,6 @@ impl RateCap {
             dropped: 0,
             pacer: Pacer::new(bps),
             last_shown: None,
-            behind: 0,
             last_refused: None,
         }
     }
@@ -145,7 +142,6 @@ impl RateCap {
             None => real,
         };
         self.last_shown = Some((real, steady));
-        self.behind = real.saturating_sub(steady);
         steady
     }
 
@@ -164,7 +160,8 @@ impl RateCap {
             recent.pop_front();
         }
         recent.push_back(bytes);
-        self.behind
+        self.last_shown
+            .map_or(0, |(real, steady)| real.saturating_sub(steady))
     }
 
     /// An RTP packet of `bytes` is ready at `now`: when it may leave (the caller waits until

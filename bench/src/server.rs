@@ -9,23 +9,24 @@ use anyhow::{Context, Result};
 
 use crate::report::Results;
 
+/// The server's live resource counts (`GET /debug/counts`), if it answers.
+pub async fn debug_counts(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let text = http
+        .get(format!("{base}/debug/counts"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Waits (bounded) until the server runs no room, so one step's leftovers never load the next.
 pub async fn wait_idle(http: &reqwest::Client, base: &str, results: &mut Results) {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let counts = async {
-            let text = http
-                .get(format!("{base}/debug/counts"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            serde_json::from_str::<serde_json::Value>(&text).ok()
-        }
-        .await
-        .unwrap_or_default();
+        let counts = debug_counts(http, base).await.unwrap_or_default();
         let idle = ["rooms", "pipelines", "peers", "media_tasks"]
             .iter()
             .all(|k| counts[k].as_i64() == Some(0));

@@ -105,28 +105,13 @@ impl Joiner {
         let (mut peer, offer) = ClientPeer::offer(send, receive, events_tx)
             .await
             .context("making an offer")?;
-        let endpoint = if whep { "whep" } else { "whip" };
-        let response = self
-            .http
-            .post(format!("{}/rooms/{room}/{endpoint}", self.base))
-            .header("content-type", "application/sdp")
-            .body(offer)
-            .send()
-            .await
-            .context("POST offer")?;
-        if response.status().as_u16() != 201 {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            peer.close().await;
-            bail!("join refused: {status} {body}");
-        }
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let answer = response.text().await.context("reading the answer")?;
+        let (session_url, answer) = match self.post_offer(room, whep, offer).await {
+            Ok(posted) => posted,
+            Err(e) => {
+                peer.close().await;
+                return Err(e);
+            }
+        };
         peer.accept_answer(&answer)
             .await
             .context("applying the answer")?;
@@ -199,11 +184,43 @@ impl Joiner {
             peer.close().await;
         });
         Ok(Sim {
-            session_url: format!("{}{}", self.base, location),
+            session_url,
             connected,
             stop: Some(stop_tx),
             task,
         })
+    }
+
+    /// POSTs `offer` to `room`'s WHIP (or, with `whep`, WHEP) endpoint: the session's URL and
+    /// the answer, or why the server refused it.
+    pub async fn post_offer(
+        &self,
+        room: &str,
+        whep: bool,
+        offer: String,
+    ) -> Result<(String, String)> {
+        let endpoint = if whep { "whep" } else { "whip" };
+        let response = self
+            .http
+            .post(format!("{}/rooms/{room}/{endpoint}", self.base))
+            .header("content-type", "application/sdp")
+            .body(offer)
+            .send()
+            .await
+            .context("POST offer")?;
+        if response.status().as_u16() != 201 {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            bail!("join refused: {status} {body}");
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let answer = response.text().await.context("reading the answer")?;
+        Ok((format!("{}{location}", self.base), answer))
     }
 
     pub async fn leave(&self, mut sim: Sim) {

@@ -173,6 +173,17 @@ impl VideoProbe {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// Frames it decoded per second from `from` until `to`.
+    pub fn fps_between(&self, from: Instant, to: Instant) -> f64 {
+        let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        let n = report
+            .decoded
+            .iter()
+            .filter(|t| **t >= from && **t < to)
+            .count();
+        n as f64 / to.duration_since(from).as_secs_f64()
+    }
 }
 
 impl RtpSink for VideoProbe {

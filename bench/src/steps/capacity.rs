@@ -64,14 +64,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
             let server_cores = measure_cpu(Some(server.pid()), plan.window).await;
             let gen_cores = (cpu_seconds(None) - gen_cpu0) / from.elapsed().as_secs_f64();
             let to = Instant::now();
-            let fps: Vec<f64> = probes
-                .iter()
-                .map(|p| {
-                    let r = p.report();
-                    let n = r.decoded.iter().filter(|t| **t >= from && **t < to).count();
-                    n as f64 / to.duration_since(from).as_secs_f64()
-                })
-                .collect();
+            let fps: Vec<f64> = probes.iter().map(|p| p.fps_between(from, to)).collect();
             let min_fps = fps.iter().copied().fold(f64::MAX, f64::min);
             let rss = rss_mib(server.pid());
             let ok = min_fps >= 29.0 && server_cores <= 0.8 * cores();

@@ -92,15 +92,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         let to = Instant::now();
         let min_fps = probes
             .iter()
-            .map(|p| {
-                let n = p
-                    .report()
-                    .decoded
-                    .iter()
-                    .filter(|t| **t >= from && **t < to)
-                    .count();
-                n as f64 / to.duration_since(from).as_secs_f64()
-            })
+            .map(|p| p.fps_between(from, to))
             .fold(f64::MAX, f64::min);
         let ok = min_fps >= 29.0 && server_cores <= 0.8 * cores();
         eprintln!(

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::Bench;
 use crate::client::ClientPeer;
 use crate::measure::measure_cpu;
-use crate::server::wait_idle;
+use crate::server::{debug_counts, wait_idle};
 use crate::sim::BOTH;
 
 /// Rooms measured at once.
@@ -33,21 +33,10 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         // keeps checking its candidates until it gives up on the session.
         let (events, _) = mpsc::channel(64);
         let (peer, offer) = ClientPeer::offer(BOTH, BOTH, events).await?;
-        let response = joiner
-            .http
-            .post(format!("{}/rooms/waiting-{i}/whip", joiner.base))
-            .header("content-type", "application/sdp")
-            .body(offer)
-            .send()
+        let (session, _answer) = joiner
+            .post_offer(&format!("waiting-{i}"), false, offer)
             .await?;
-        anyhow::ensure!(
-            response.status().as_u16() == 201,
-            "a waiting room's offer: {}",
-            response.status()
-        );
-        if let Some(location) = response.headers().get("location") {
-            sessions.push(format!("{}{}", joiner.base, location.to_str()?));
-        }
+        sessions.push(session);
         peers.push(peer);
     }
     measure_cpu(Some(server.pid()), std::time::Duration::from_secs(1)).await; // settle
@@ -75,15 +64,8 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
 
 /// The server's threads now (its debug counts).
 async fn threads(joiner: &crate::sim::Joiner) -> Result<u64> {
-    let text = joiner
-        .http
-        .get(format!("{}/debug/counts", joiner.base))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let counts: serde_json::Value = serde_json::from_str(&text)?;
-    counts["threads"]
-        .as_u64()
+    debug_counts(&joiner.http, &joiner.base)
+        .await
+        .and_then(|counts| counts["threads"].as_u64())
         .context("the server's thread count")
 }
