@@ -131,6 +131,9 @@ pub struct InputCodec {
     pub mime_type: String,
     /// RTP clock rate.
     pub clock_rate: u32,
+    /// The id of the RFC 6464 audio level header extension in its packets, when negotiated:
+    /// the sender states each packet's level, so nothing needs decoding to know it.
+    pub level_extension: Option<u8>,
 }
 
 /// Where a receiving task delivers RTP packets (marshalled, one packet per call).

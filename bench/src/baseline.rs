@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use crate::measure::measure_cpu;
-use crate::media::dump::RtpDump;
+use crate::media::dump::{LEVEL_EXTENSION_ID, RtpDump};
 use crate::replay::replay;
 
 /// The output the benchmark's receivers take: what browsers get by default.
@@ -112,6 +112,8 @@ pub async fn baseline(
                     kind,
                     mime_type: mime.into(),
                     clock_rate: rate,
+                    // The replayed audio states its level as a browser's does.
+                    level_extension: (kind == MediaKind::Audio).then_some(LEVEL_EXTENSION_ID),
                 };
                 let input = mixer
                     .add_input(s, codec, (kind == MediaKind::Video).then_some(*tile))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::media::dump::LEVEL_EXTENSION_ID;
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
@@ -21,7 +22,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::{Marshal, Unmarshal};
@@ -77,6 +78,8 @@ pub struct ClientPeer {
     remote_video: Option<(Arc<dyn TrackRemote>, Arc<AtomicU32>)>,
     /// Whether the connection is up (DTLS done): writing before that only fails.
     connected: watch::Receiver<bool>,
+    /// The id the answer gives the RFC 6464 audio level extension, if it took it.
+    level_extension: Option<u8>,
     tasks: JoinSet<()>,
 }
 
@@ -101,6 +104,7 @@ impl ClientPeer {
             sending: Vec::new(),
             remote_video: None,
             connected,
+            level_extension: None,
             tasks: JoinSet::new(),
         };
         let offered = async {
@@ -168,7 +172,10 @@ impl ClientPeer {
     }
 
     /// Applies the server's answer.
-    pub async fn accept_answer(&self, sdp: &str) -> Result<()> {
+    pub async fn accept_answer(&mut self, sdp: &str) -> Result<()> {
+        self.level_extension = tessera::peer::inspect_offer(sdp)
+            .ok()
+            .and_then(|s| s.first(MediaKind::Audio)?.audio_level_extension);
         let answer = RTCSessionDescription::answer(sdp.to_owned()).context("parsing the answer")?;
         self.pc
             .set_remote_description(answer)
@@ -184,6 +191,7 @@ impl ClientPeer {
             return;
         };
         let (track, ssrc, payload_type) = (out.track.clone(), out.ssrc, out.payload_type);
+        let level_extension = self.level_extension;
         let mut connected = self.connected.clone();
         self.tasks.spawn(async move {
             if connected.wait_for(|up| *up).await.is_err() {
@@ -210,6 +218,14 @@ impl ClientPeer {
                 }
                 packet.header.ssrc = ssrc;
                 packet.header.payload_type = payload_type;
+                // The replayed audio states its level as a browser does, under the id this
+                // connection negotiated (or not at all if the answer did not take it).
+                if let Some(level) = packet.header.get_extension(LEVEL_EXTENSION_ID) {
+                    let _ = packet.header.del_extension(LEVEL_EXTENSION_ID);
+                    if let Some(id) = level_extension {
+                        let _ = packet.header.set_extension(id, level);
+                    }
+                }
                 // Fails only before DTLS is up or after close; either way nothing to do.
                 let _ = track.write_rtp(packet).await;
             }
@@ -320,6 +336,15 @@ async fn build(handler: Arc<Handler>) -> Result<impl PeerConnection + use<>> {
             .register_codec(parameters, kind)
             .with_context(|| format!("registering {}", codec.mime_type))?;
     }
+    media_engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: tessera::peer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .context("registering the audio level extension")?;
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .context("registering the default interceptors")?;
     PeerConnectionBuilder::new()

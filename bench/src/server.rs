@@ -22,6 +22,23 @@ pub async fn debug_counts(http: &reqwest::Client, base: &str) -> Option<serde_js
     serde_json::from_str(&text).ok()
 }
 
+/// A room's state (`GET /rooms/{room}`), if the server answers.
+pub async fn room_state(
+    http: &reqwest::Client,
+    base: &str,
+    room: &str,
+) -> Option<serde_json::Value> {
+    let text = http
+        .get(format!("{base}/rooms/{room}"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Waits (bounded) until the server runs no room, so one step's leftovers never load the next.
 pub async fn wait_idle(http: &reqwest::Client, base: &str, results: &mut Results) {
     let until = Instant::now() + Duration::from_secs(20);

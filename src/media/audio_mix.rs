@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+use super::input::JITTER_MS;
 use super::mixer::Mixer;
 use super::pads::{block_until_idle, remove_bin};
 use super::video_output::Tap;
 use super::{MediaError, Templates, build_err};
 use crate::config::MixConfig;
 use crate::types::SessionId;
+
+/// The Opus frame of every mix: mixes start on a grid of it.
+const MIX_FRAME: Duration = Duration::from_millis(20);
 
 /// Most audio a link from a speaker's input to one mix may hold while that mix is busy (see
 /// `link_audio`); older audio is dropped, for that mix only.
@@ -303,7 +307,7 @@ fn open_when_voiced(mix: &AudioMix, voices: &[gst::Pad]) {
             gst::PadProbeReturn::Remove
         });
     }
-    // The fallback counts the mix's own output (its silent clock source keeps it ticking).
+    // The fallback counts the mix's own output (it mixes on its own clock, voices or not).
     if let Some(out) = mix.mixer.static_pad("src") {
         let periods = AtomicUsize::new(0);
         out.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
@@ -326,9 +330,20 @@ pub(super) fn new_audio_mix(
     name: &str,
 ) -> Result<AudioMix, MediaError> {
     let context = || format!("adding the audio mix {name}");
+    // Every mix of the room starts on the same 20 ms grid of its running time (0 for the mixes
+    // made with the room, before it plays), so their Opus frames begin at the same instants.
+    let frame = MIX_FRAME.as_nanos() as u64;
+    let start_ns = pipeline
+        .current_running_time()
+        .map_or(0, |t| t.nseconds() / frame * frame);
+    let upstream_ns = Duration::from_millis(JITTER_MS.into()).as_nanos() as u64;
     let desc = templates.render(
         "audio-mix.pipeline",
-        &[("audio_bps", (mix.audio_kbps * 1000).to_string())],
+        &[
+            ("audio_bps", (mix.audio_kbps * 1000).to_string()),
+            ("start_ns", start_ns.to_string()),
+            ("upstream_ns", upstream_ns.to_string()),
+        ],
     )?;
     let bin =
         gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;

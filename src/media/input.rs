@@ -19,7 +19,7 @@ use crate::speaking::{Speech, VoiceGate, dbov};
 use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
 
 /// Jitter buffer depth of every input, in ms: room for one retransmission on a good network.
-const JITTER_MS: u32 = 40;
+pub(super) const JITTER_MS: u32 = 40;
 
 /// A video or audio input branch.
 pub(super) struct Input {
@@ -48,25 +48,39 @@ pub struct RtpInput {
     voice: Option<Arc<Mutex<VoiceInput>>>,
     /// Packets of near-silence held back by that gate.
     held: Arc<AtomicU64>,
+    /// Packets whose level the sender stated (RFC 6464), so none was decoded for it.
+    stated: Arc<AtomicU64>,
 }
 
-/// What an audio input measures of each packet before the pipeline: its level (decoded here,
-/// on the reading task that pushes it, with no thread of its own), whether its sender speaks,
-/// and whether the packet goes on at all ([`VoiceGate`]).
+/// What an audio input measures of each packet before the pipeline: its level, whether its
+/// sender speaks, and whether the packet goes on at all ([`VoiceGate`]). The level is the one
+/// the sender states in the packet (RFC 6464, when negotiated: browsers send it), else it is
+/// decoded here, on the reading task that pushes it, with no thread of its own.
 struct VoiceInput {
     decoder: opus::Decoder,
+    /// The id of the RFC 6464 extension, when negotiated.
+    level_extension: Option<u8>,
     gate: VoiceGate,
     pcm: Vec<i16>,
     session: SessionId,
     signals: Arc<Signals>,
+    /// Packets whose level was read from their header (not decoded).
+    stated: Arc<AtomicU64>,
 }
 
 impl VoiceInput {
-    fn new(session: SessionId, signals: Arc<Signals>) -> Result<VoiceInput, MediaError> {
+    fn new(
+        session: SessionId,
+        level_extension: Option<u8>,
+        signals: Arc<Signals>,
+        stated: Arc<AtomicU64>,
+    ) -> Result<VoiceInput, MediaError> {
         Ok(VoiceInput {
             // Mono: the level is all that is wanted of it (libopus downmixes a stereo stream).
             decoder: opus::Decoder::new(48_000, opus::Channels::Mono)
                 .map_err(|e| build_err("an Opus decoder for the level", e))?,
+            level_extension,
+            stated,
             gate: VoiceGate::default(),
             // 120 ms, Opus's longest packet.
             pcm: vec![0; 5760],
@@ -78,9 +92,19 @@ impl VoiceInput {
     /// The packet's new sequence number if it goes on into the pipeline.
     fn take(&mut self, packet: &[u8]) -> Option<u16> {
         let sequence = rtp_packet::sequence(packet)?;
-        let level = rtp_packet::payload(packet)
-            .and_then(|p| self.decoder.decode(p, &mut self.pcm, false).ok())
-            .map_or(127, |n| dbov(&self.pcm[..n]));
+        // A negotiated extension may still be missing from a packet: then it is decoded.
+        let stated = self
+            .level_extension
+            .and_then(|id| rtp_packet::audio_level(packet, id));
+        let level = match stated {
+            Some(level) => {
+                self.stated.fetch_add(1, Ordering::Relaxed);
+                level
+            }
+            None => rtp_packet::payload(packet)
+                .and_then(|p| self.decoder.decode(p, &mut self.pcm, false).ok())
+                .map_or(127, |n| dbov(&self.pcm[..n])),
+        };
         let gated = self.gate.packet(Instant::now(), level, sequence);
         if let Some(change) = gated.change {
             self.signals
@@ -99,6 +123,7 @@ impl RtpInput {
             dropped: Arc::default(),
             voice: None,
             held: Arc::default(),
+            stated: Arc::default(),
         }
     }
 
@@ -110,6 +135,11 @@ impl RtpInput {
     /// Packets of a quiet microphone held back before the pipeline so far (not decoded).
     pub fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Packets so far whose level was read from their RFC 6464 header extension.
+    pub fn stated_levels(&self) -> u64 {
+        self.stated.load(Ordering::Relaxed)
     }
 }
 
@@ -260,7 +290,9 @@ impl Mixer {
         if codec.kind == MediaKind::Audio {
             sink.voice = Some(Arc::new(Mutex::new(VoiceInput::new(
                 session,
+                codec.level_extension,
                 self.signals.clone(),
+                sink.stated.clone(),
             )?)));
         }
         input.dropped = sink.dropped.clone();

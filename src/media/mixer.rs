@@ -315,6 +315,7 @@ mod tests {
             kind,
             mime_type: mime.into(),
             clock_rate: rate,
+            level_extension: None,
         }
     }
 

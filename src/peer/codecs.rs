@@ -41,7 +41,7 @@ fn rtp_codec(codec: &Codec, rtcp_feedback: Vec<RTCPFeedback>) -> RTCRtpCodec {
     }
 }
 
-/// Registers tessera's codecs (VP8, H.264, Opus) and the MID header extension.
+/// Registers tessera's codecs (VP8, H.264, Opus) and the MID and audio level header extensions.
 pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
     let fb = |typ: &str, parameter: &str| RTCPFeedback {
         typ: typ.to_owned(),
@@ -64,6 +64,11 @@ pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Peer
     let mid = || RTCRtpHeaderExtensionCapability {
         uri: offer::MID_EXTENSION_URI.to_owned(),
     };
+    // RFC 6464 audio levels, answered when offered (browsers do): the speaking detector then
+    // reads each packet's level instead of decoding it (`media/input.rs`).
+    let audio_level = RTCRtpHeaderExtensionCapability {
+        uri: offer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
+    };
     media_engine
         .register_codec(
             parameters(&codecs::VP8, video_feedback()),
@@ -80,6 +85,9 @@ pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Peer
         })
         .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Video, None))
         .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Audio, None))
+        .and_then(|_| {
+            media_engine.register_header_extension(audio_level, RtpCodecKind::Audio, None)
+        })
         .map_err(|e| PeerError::Rtc {
             context: "registering codecs",
             message: e.to_string(),

@@ -73,7 +73,10 @@ impl PeerFactory {
     ) -> Result<(Peer, String), PeerError> {
         let summary = offer::inspect_offer(offer)?;
         let routes = routing::RouteTable::for_offer(&summary);
-        let (peer, mut gathered) = self.new_peer(session, events, routes).await?;
+        let audio_level = summary
+            .first(MediaKind::Audio)
+            .and_then(|m| m.audio_level_extension);
+        let (peer, mut gathered) = self.new_peer(session, events, routes, audio_level).await?;
         let result = async {
             let offer = offer::for_webrtc_rs(offer, &summary);
             let offer = RTCSessionDescription::offer(offer.into_owned())
@@ -119,12 +122,14 @@ impl PeerFactory {
         session: SessionId,
         events: mpsc::Sender<PeerEvent>,
         routes: Option<routing::RouteTable>,
+        audio_level_extension: Option<u8>,
     ) -> Result<(Peer, watch::Receiver<bool>), PeerError> {
         let (gathered_tx, gathered_rx) = watch::channel(false);
         let handler = Arc::new(Handler {
             session,
             events: events.clone(),
             gathered: gathered_tx,
+            audio_level_extension,
         });
         let (pc, router) = self.build(handler, routes).await?;
         let mut peer = Peer {

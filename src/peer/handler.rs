@@ -21,6 +21,8 @@ pub(super) struct Handler {
     pub(super) events: mpsc::Sender<PeerEvent>,
     /// Set once ICE gathering completes; the factory waits on it for a non-trickle answer.
     pub(super) gathered: watch::Sender<bool>,
+    /// The offer's id for the RFC 6464 audio level extension (its first audio m-line's).
+    pub(super) audio_level_extension: Option<u8>,
 }
 
 impl Handler {
@@ -69,6 +71,10 @@ impl PeerConnectionEventHandler for Handler {
             kind,
             mime_type: codec.mime_type.clone(),
             clock_rate: codec.clock_rate,
+            level_extension: match kind {
+                MediaKind::Audio => self.audio_level_extension,
+                MediaKind::Video => None,
+            },
         };
         self.forward(PeerEventKind::Track(RemoteTrack {
             source: TrackSource::Bound(track),

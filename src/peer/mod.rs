@@ -52,7 +52,8 @@ pub use factory::PeerFactory;
 pub use feedback::KeyframeAsker;
 pub use keyframe_interceptor::register as register_keyframe_interceptor;
 pub use offer::{
-    Direction, MediaOffer, OfferSummary, OfferedFormat, Transport, fmtp_parameter, inspect_offer,
+    AUDIO_LEVEL_EXTENSION_URI, Direction, MediaOffer, OfferSummary, OfferedFormat, Transport,
+    fmtp_parameter, inspect_offer,
 };
 pub use reader::CandidateSink;
 

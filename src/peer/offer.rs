@@ -23,6 +23,9 @@ use crate::types::MediaKind;
 /// The header extension that names a packet's m-line (RFC 8843 §15.2).
 pub const MID_EXTENSION_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 
+/// The header extension in which a sender states each audio packet's level (RFC 6464).
+pub const AUDIO_LEVEL_EXTENSION_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 /// Direction of an m-line, from the offerer's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -111,6 +114,8 @@ pub struct MediaOffer {
     pub rids: bool,
     /// The id it gives the MID header extension (`a=extmap:N urn:...:sdes:mid`).
     pub mid_extension: Option<u8>,
+    /// The id it gives the RFC 6464 audio level extension (`a=extmap:N urn:...:ssrc-audio-level`).
+    pub audio_level_extension: Option<u8>,
 }
 
 impl MediaOffer {
@@ -219,6 +224,7 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, PeerError> {
             ssrcs: ssrcs_of(m),
             rids: m.attributes.iter().any(|a| a.key == "rid"),
             mid_extension: extension_id(m, MID_EXTENSION_URI),
+            audio_level_extension: extension_id(m, AUDIO_LEVEL_EXTENSION_URI),
         });
     }
     if media.is_empty() {

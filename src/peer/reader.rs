@@ -88,6 +88,7 @@ impl Peer {
                     kind,
                     mime_type: format!("{kind}/{}", format.name),
                     clock_rate: format.clock_rate,
+                    level_extension: stream.line.audio_level_extension,
                 };
                 let track = RemoteTrack {
                     source: TrackSource::Routed {

@@ -43,6 +43,8 @@ pub struct RoutedLine {
     pub kind: MediaKind,
     /// Its media payload formats (repair and comfort-noise formats left out).
     pub formats: Vec<OfferedFormat>,
+    /// Its id for the RFC 6464 audio level extension, if it offers it.
+    pub audio_level_extension: Option<u8>,
 }
 
 /// Where a packet goes.
@@ -94,6 +96,7 @@ impl RouteTable {
                         .filter(|f| !NOT_MEDIA.iter().any(|n| f.name.eq_ignore_ascii_case(n)))
                         .cloned()
                         .collect(),
+                    audio_level_extension: m.audio_level_extension,
                 })
             })
             .collect();

@@ -180,6 +180,10 @@ pub struct SessionInfo {
     /// decoded or mixed).
     #[serde(default)]
     pub held_packets: u64,
+    /// Packets of its microphone whose level it stated itself (RFC 6464 header extension), so
+    /// the server decoded none of them to know whether it speaks.
+    #[serde(default)]
+    pub stated_levels: u64,
     /// What its video sender is told it may send (REMB, in bit/s): its tile's bitrate.
     #[serde(default)]
     pub uplink_limit_bps: Option<u64>,

@@ -228,6 +228,7 @@ mod tests {
                 output: None,
                 dropped_packets: 0,
                 held_packets: 0,
+                stated_levels: 0,
                 uplink_limit_bps: None,
                 lagged_packets: 3,
             },

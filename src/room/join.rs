@@ -373,6 +373,7 @@ mod tests {
                     ssrcs: vec![1],
                     rids: false,
                     mid_extension: None,
+                    audio_level_extension: None,
                 })
                 .collect(),
             bundle_groups: vec![],

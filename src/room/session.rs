@@ -92,6 +92,7 @@ impl Session {
             dropped_packets: self.inputs.iter().map(RtpInput::dropped).sum::<u64>()
                 + self.peer.routed_dropped_packets(),
             held_packets: self.inputs.iter().map(RtpInput::held).sum(),
+            stated_levels: self.inputs.iter().map(RtpInput::stated_levels).sum(),
             uplink_limit_bps: self.peer.uplink_limit(),
             lagged_packets: self.peer.lagged_packets(),
         }

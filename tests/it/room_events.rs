@@ -155,12 +155,13 @@ async fn issue4_room_events_tell_who_joins_mutes_and_leaves() -> Result<()> {
     let muted = http::put_json(&mute_url, &json!({"video": true})).await?;
     assert_eq!(muted.status, 204, "{}", muted.body);
     // Earlier updates (its connection state) may come first.
-    let updated = loop {
-        let u = events.until("participant_updated", DEADLINE).await?;
-        if u["participant"]["video_muted"] == true {
-            break u;
-        }
-    };
+    let updated = events
+        .until_where(
+            "participant_updated",
+            |u| u["participant"]["video_muted"] == true,
+            DEADLINE,
+        )
+        .await?;
     assert_eq!(updated["participant"]["audio_muted"], false, "{updated}");
 
     robot.leave().await?;

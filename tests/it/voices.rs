@@ -1,6 +1,7 @@
 //! Issue 13, an audio path that scales: only speakers have a mix of their own, everyone silent
-//! shares one. Checked by content: the tones each participant decodes, 20 ms at a time around
-//! the moves between mixes, and the room's count of Opus encoders.
+//! shares one, and a sender that states its levels (RFC 6464) is not decoded to know them.
+//! Checked by content: the tones each participant decodes, 20 ms at a time around the moves
+//! between mixes, and the room's count of Opus encoders.
 
 use std::time::Duration;
 
@@ -39,8 +40,20 @@ fn server() -> Result<TestServer> {
 
 /// Joins as a participant receiving the low tier (the smallest picture).
 async fn join(server: &TestServer, room: &str, name: &str, send: SendMedia) -> Result<TestClient> {
+    join_stating(server, room, name, send, None).await
+}
+
+/// [`join`], stating `level` in every audio packet (RFC 6464) if there is one.
+async fn join_stating(
+    server: &TestServer,
+    room: &str,
+    name: &str,
+    send: SendMedia,
+    stated_level: Option<u8>,
+) -> Result<TestClient> {
     let options = JoinOptions {
         quality: Some("low"),
+        stated_level,
         ..JoinOptions::default()
     };
     TestClient::join_with(
@@ -91,8 +104,9 @@ fn received(client: &TestClient) -> Duration {
     Duration::from_secs_f64(client.audio_state().total_samples as f64 / RATE)
 }
 
-/// Checks `audio` 20 ms at a time, every 10 ms: its own voice (if any) is at least
-/// [`OWN_MARGIN_DB`] under the loudest voice it should hear in every window, and no voice of
+/// Checks `audio` 20 ms at a time, every 10 ms: its own voice (if any; or another tone it must
+/// not hear) is at least [`OWN_MARGIN_DB`] under the loudest voice it should hear in every
+/// window, and no voice of
 /// `hears` is missing for over 40 ms (three windows in a row: a gap of 40 ms or more covers at
 /// least three, one of under 40 at most two, such as a frame the decoder concealed).
 fn check_windows(who: &str, audio: &[f32], hears: &[f32], own: Option<f32>) -> Result<()> {
@@ -118,21 +132,38 @@ fn check_windows(who: &str, audio: &[f32], hears: &[f32], own: Option<f32>) -> R
             0
         };
         if missing_in_a_row >= 3 {
-            bail!("{who}: a gap of 40 ms or more at {at} ms: {hears:?} Hz at {levels:?} dBFS");
+            // The levels around it say which voice went and whether anything else did.
+            let around: Vec<String> = (i.saturating_sub(6)..(i + 6).min(windows))
+                .map(|j| {
+                    let w = &audio[j * hop..j * hop + n];
+                    let mut all: Vec<f32> = hears.to_vec();
+                    all.extend(own);
+                    let db: Vec<String> = all
+                        .iter()
+                        .map(|&hz| format!("{:.0}", tone_level_db(w, 48_000, hz)))
+                        .collect();
+                    format!("{} ms: {}", j * 10, db.join("/"))
+                })
+                .collect();
+            bail!(
+                "{who}: a gap of 40 ms or more at {at} ms: {hears:?} Hz at {levels:?} dBFS; \
+                 around it ({hears:?} then its own, dBFS): {}",
+                around.join(", ")
+            );
         }
         if let Some(own) = own {
             let level = tone_level_db(window, 48_000, own);
             closest_own = closest_own.min(loudest - level);
             if level > loudest - OWN_MARGIN_DB {
                 bail!(
-                    "{who} hears itself at {at} ms: its {own} Hz at {level:.1} dBFS, \
+                    "{who} hears what it must not at {at} ms: {own} Hz at {level:.1} dBFS, \
                      the others {levels:?}"
                 );
             }
         }
     }
     let own = if own.is_some() {
-        format!(", its own voice at least {closest_own:.1} dB under the others")
+        format!(", its own voice (or one it must not hear) at least {closest_own:.1} dB under")
     } else {
         String::new()
     };
@@ -181,6 +212,11 @@ async fn issue13_a_participant_who_starts_speaking_moves_to_its_own_mix_and_back
         .saturating_sub(Duration::from_millis(300))
         .max(to.saturating_sub(Duration::from_millis(2900)));
     let stopped = p.audio_between(from, to, Duration::from_secs(10)).await?;
+    eprintln!(
+        "p fell silent at {} ms and was seen moved by {} ms of the checked audio",
+        (before.saturating_sub(from)).as_millis(),
+        (moved.saturating_sub(from)).as_millis()
+    );
     check_windows("p falling silent", &stopped, &[a_hz, b_hz], Some(p_hz))?;
     let info = server.room(room).await?;
     assert_eq!(info["mixer"]["audio_encoders"], 3, "{info}");
@@ -244,5 +280,43 @@ async fn issue13_a_room_of_eight_where_two_speak_runs_three_encoders() -> Result
         );
     }
     assert_eq!((held("s1"), held("s2")), (0, 0), "{info}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_sender_that_states_its_levels_is_taken_at_its_word() -> Result<()> {
+    let server = server()?;
+    let room = "stated";
+    let (a_hz, c_hz, l_hz) = (400.0, 1000.0, 1300.0);
+    // a speaks and says so (RFC 6464, as browsers do); c sends a loud tone but states silence
+    // in every packet; l, a listener, states nothing: its level is decoded.
+    let _a = join_stating(&server, room, "a", media(a_hz, true), Some(10)).await?;
+    let _c = join_stating(&server, room, "c", media(c_hz, true), Some(127)).await?;
+    let l = join(&server, room, "l", media(l_hz, false)).await?;
+    until_speaking(&server, room, &["a"]).await?;
+    // l hears a, and nothing of c: a sender that states silence is neither decoded nor mixed.
+    let audio = l
+        .next_audio(Duration::from_secs(2), Duration::from_secs(10))
+        .await?;
+    check_windows("l", &audio, &[a_hz], Some(c_hz))?;
+    let info = server.room(room).await?;
+    assert_eq!(speakers(&info), ["a"], "{info}");
+    let field = |name: &str, key: &str| -> u64 {
+        info["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p[key].as_u64())
+            .unwrap_or(0)
+    };
+    // Seconds of packets: every level a and c sent was read from its header, none of l's.
+    for name in ["a", "c"] {
+        assert!(field(name, "stated_levels") >= 50, "{name}: {info}");
+    }
+    assert_eq!(field("l", "stated_levels"), 0, "{info}");
+    assert!(field("c", "held_packets") >= 50, "{info}");
+    assert!(field("l", "held_packets") >= 50, "{info}");
+    assert_eq!(field("a", "held_packets"), 0, "{info}");
     Ok(())
 }

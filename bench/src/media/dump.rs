@@ -29,6 +29,9 @@ pub(crate) const FRAMES: u32 = SOURCE_FPS * 10;
 const STAMP_BITS: u32 = 10;
 const BLOCK: u32 = 40;
 const VIDEO_KBPS: u32 = 500;
+/// The id under which the replayed audio packets state their level (RFC 6464, a one-byte
+/// extension); a client moves it to the id its connection negotiated.
+pub const LEVEL_EXTENSION_ID: u8 = 1;
 
 /// One RTP packet of a dump and when to send it, relative to the start of the loop.
 #[derive(Debug, Clone)]
@@ -83,9 +86,37 @@ pub fn prepare(cache_dir: &Path) -> Result<PreparedMedia> {
     }
     Ok(PreparedMedia {
         video: read_dump(&video_path)?,
-        audio: read_dump(&audio_path)?,
-        quiet: read_dump(&quiet_path)?,
+        audio: stating_levels(read_dump(&audio_path)?)?,
+        quiet: stating_levels(read_dump(&quiet_path)?)?,
     })
+}
+
+/// Puts each Opus packet's level into its header (RFC 6464), as a browser does: measured on
+/// the packet's own decoded audio, as the server would measure it without the extension.
+fn stating_levels(mut dump: RtpDump) -> Result<RtpDump> {
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono)
+        .map_err(|e| build_err("an Opus decoder for the levels", e))?;
+    let mut pcm = vec![0i16; 5760];
+    for p in &mut dump.packets {
+        let rtp = &p.rtp[..];
+        // The payloader's packets: a plain 12-byte header, no CSRC, no extension yet.
+        if rtp.len() < 12 || rtp[0] & 0x1f != 0 {
+            continue;
+        }
+        let payload = tessera::rtp::packet::payload(rtp).unwrap_or_default();
+        let n = decoder
+            .decode(payload, &mut pcm, false)
+            .map_err(|e| build_err("decoding a replayed Opus packet", e))?;
+        let level = tessera::speaking::dbov(&pcm[..n]);
+        let mut with = Vec::with_capacity(rtp.len() + 8);
+        with.push(rtp[0] | 0x10);
+        with.extend_from_slice(&rtp[1..12]);
+        // One word of one-byte elements: the level (length 1), then padding.
+        with.extend_from_slice(&[0xbe, 0xde, 0, 1, LEVEL_EXTENSION_ID << 4, level, 0, 0]);
+        with.extend_from_slice(&rtp[12..]);
+        p.rtp = Bytes::from(with);
+    }
+    Ok(dump)
 }
 
 /// Where the stamp's block `k` is in a tile showing the source at `tile` (x, y, w, h), keeping
@@ -374,6 +405,25 @@ mod tests {
         assert_eq!(marks.len(), FRAMES as usize, "every frame index is there");
         let clicks = media.audio.packets.iter().filter(|p| p.mark == 1).count();
         assert_eq!(clicks, 10, "one click a second");
+        // The stated levels: a talker's over the server's start threshold, a quiet
+        // microphone's under its stop threshold, as the server would measure them.
+        let level = |p: &DumpPacket| tessera::rtp::packet::audio_level(&p.rtp, LEVEL_EXTENSION_ID);
+        let talking: Vec<u8> = media.audio.packets.iter().filter_map(level).collect();
+        assert_eq!(talking.len(), media.audio.packets.len());
+        let loud = talking
+            .iter()
+            .filter(|&&l| l <= tessera::speaking::START_DBOV)
+            .count();
+        assert!(
+            loud * 10 >= talking.len() * 9,
+            "talker's levels: {talking:?}"
+        );
+        let quiet: Vec<u8> = media.quiet.packets.iter().filter_map(level).collect();
+        assert_eq!(quiet.len(), media.quiet.packets.len());
+        assert!(
+            quiet.iter().all(|&l| l > tessera::speaking::STOP_DBOV),
+            "quiet levels: {quiet:?}"
+        );
         let again = prepare(&dir).expect("reads the cache");
         assert_eq!(again.video.packets.len(), media.video.packets.len());
         let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@ use super::Bench;
 use crate::baseline::run_baseline_with;
 use crate::measure::{cores, measure_cpu};
 use crate::raw::{RawRoom, raw_cores};
-use crate::server::wait_idle;
+use crate::server::{room_state, wait_idle};
 use crate::sim::{AUDIO, QUIET_AUDIO, Receive, wait_connected};
 
 /// Talkers per room in the conversational row.
@@ -111,6 +111,25 @@ async fn measure(
             break;
         }
         best = Some((r + 1, server_cores));
+    }
+    // How the server knew who speaks: the levels the senders stated (RFC 6464), or decoded.
+    if let Some(room) = room_state(&joiner.http, &joiner.base, &format!("audio-{talkers}-0")).await
+    {
+        let sum = |key: &str| -> u64 {
+            room["participants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p[key].as_u64())
+                .sum()
+        };
+        eprintln!(
+            "audio-only ({talkers} talking), first room: {} packets' levels stated by their \
+             senders, {} held as near-silence, {} Opus encoders",
+            sum("stated_levels"),
+            sum("held_packets"),
+            room["mixer"]["audio_encoders"]
+        );
     }
     for s in sims {
         joiner.leave(s).await;

@@ -77,6 +77,17 @@ impl EventStream {
 
     /// Skips events until one of type `kind`; returns it.
     pub async fn until(&mut self, kind: &str, deadline: Duration) -> Result<Value> {
+        self.until_where(kind, |_| true, deadline).await
+    }
+
+    /// Skips events until one of type `kind` that `wanted` accepts: other sessions'
+    /// updates (speaking, uplink limits) interleave with the one a test waits for.
+    pub async fn until_where(
+        &mut self,
+        kind: &str,
+        wanted: impl Fn(&Value) -> bool,
+        deadline: Duration,
+    ) -> Result<Value> {
         let end = Instant::now() + deadline;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -84,7 +95,7 @@ impl EventStream {
                 .next(left)
                 .await
                 .with_context(|| format!("waiting for {kind}"))?;
-            if event["type"] == kind {
+            if event["type"] == kind && wanted(&event) {
                 return Ok(event);
             }
         }

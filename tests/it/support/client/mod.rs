@@ -52,7 +52,7 @@ pub(in crate::support) use peer::{
 };
 use peer::{build_peer_connection_with, create_offer};
 pub(in crate::support) use pumps::is_keyframe_request;
-use signalling::answered_mids;
+use signalling::answered_extensions;
 pub use signalling::{make_offer, offer_url, post_offer};
 
 /// Deadline for ICE gathering (one loopback host candidate: normally instant).
@@ -77,6 +77,9 @@ pub struct JoinOptions {
     pub bind: Option<String>,
     /// STUN and TURN servers (default none: everything is on loopback).
     pub ice_servers: Vec<RTCIceServer>,
+    /// Offer the RFC 6464 audio level extension and state this level (-dBov, 0..=127) in every
+    /// audio packet, whatever the audio says: the server must take the sender's word for it.
+    pub stated_level: Option<u8>,
 }
 
 /// What the client is to the room, which decides the endpoint and the SDP directions.
@@ -280,6 +283,7 @@ impl TestClient {
         let pc = build_peer_connection_with(handler, &options)
             .await
             .context(what.clone())?;
+        let options_level = options.stated_level;
 
         // From here on the struct owns everything, so any early return cleans up in drop.
         let mut client = TestClient {
@@ -335,7 +339,7 @@ impl TestClient {
             .session_url
             .join(location)
             .with_context(|| format!("{what}: resolving Location {location:?}"))?;
-        let mids = answered_mids(&response.body);
+        let extensions = answered_extensions(&response.body, options_level);
         let answer = RTCSessionDescription::answer(response.body)
             .with_context(|| format!("{what}: the answer is not SDP"))?;
         client
@@ -348,7 +352,10 @@ impl TestClient {
             .wait_for_state(RTCPeerConnectionState::Connected, CONNECT_TIMEOUT)
             .await
             .context(what.clone())?;
-        client.start_sending(senders, &mids).await.context(what)?;
+        client
+            .start_sending(senders, &extensions)
+            .await
+            .context(what)?;
         Ok(client)
     }
 }

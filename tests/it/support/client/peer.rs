@@ -15,7 +15,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tessera::rtp::codecs;
@@ -93,7 +93,7 @@ impl TestClient {
     pub(super) async fn start_sending(
         &mut self,
         senders: Vec<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>,
-        mids: &[(String, u8, String)],
+        extensions: &[(String, u8, bytes::Bytes)],
     ) -> Result<()> {
         if self.sources.is_empty() {
             return Ok(()); // a participant with its camera and microphone off
@@ -120,10 +120,11 @@ impl TestClient {
                 RtpCodecKind::Video => SentCounter::Video,
                 _ => SentCounter::Audio,
             };
-            let mid = mids
+            let extensions: Vec<(u8, bytes::Bytes)> = extensions
                 .iter()
-                .find(|(k, _, _)| *k == kind.to_string())
-                .map(|(_, id, mid)| (*id, bytes::Bytes::from(mid.clone())));
+                .filter(|(k, _, _)| *k == kind.to_string())
+                .map(|(_, id, value)| (*id, value.clone()))
+                .collect();
             {
                 let mut tasks = self
                     .tasks
@@ -134,7 +135,7 @@ impl TestClient {
                     Arc::clone(&track),
                     ssrc,
                     payload_type,
-                    mid,
+                    extensions,
                     sent,
                     Arc::clone(&self.counters),
                 ));
@@ -249,6 +250,17 @@ pub(super) async fn build_peer_connection_with(
     media_engine
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .context("registering Opus")?;
+    if options.stated_level.is_some() {
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: tessera::peer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .context("registering the audio level extension")?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .context("registering the default interceptors")?;
     // The server's own interceptor: last in the chain, it lets keyframe requests (and REMB)

@@ -30,7 +30,7 @@ pub(super) async fn send_packets(
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
-    mid: Option<(u8, bytes::Bytes)>,
+    extensions: Vec<(u8, bytes::Bytes)>,
     sent: SentCounter,
     counters: Arc<ClientCounters>,
 ) {
@@ -47,9 +47,10 @@ pub(super) async fn send_packets(
         packet.header.ssrc = ssrc;
         packet.header.payload_type = payload_type;
         // As browsers do: every packet names its m-line (RFC 8843 §15.2) when the answer
-        // negotiated the MID extension; webrtc-rs does not add it by itself.
-        if let Some((id, mid)) = &mid {
-            let _ = packet.header.set_extension(*id, mid.clone());
+        // negotiated the MID extension, and states its audio level (RFC 6464) when asked to;
+        // webrtc-rs adds neither by itself.
+        for (id, value) in &extensions {
+            let _ = packet.header.set_extension(*id, value.clone());
         }
         match track.write_rtp(packet).await {
             Ok(()) => sent.fetch_add(1, Ordering::Relaxed),

@@ -96,15 +96,26 @@ pub fn offer_url(base_url: &str, room: &str, role: Role, name: &str) -> Result<U
     Ok(url)
 }
 
-/// Per m-section of an answer that negotiates the MID header extension: (kind, extension id,
-/// mid). The server's SDP reader reads an answer's m-lines as well as an offer's.
-pub(super) fn answered_mids(answer: &str) -> Vec<(String, u8, String)> {
+/// The header extensions to put in each packet, per m-section of the answer that negotiated
+/// them: (kind, extension id, value). The MID extension with its mid, as browsers send it, and
+/// on audio the RFC 6464 level `stated_level` if there is one. The server's SDP reader reads an
+/// answer's m-lines as well as an offer's.
+pub(super) fn answered_extensions(
+    answer: &str,
+    stated_level: Option<u8>,
+) -> Vec<(String, u8, bytes::Bytes)> {
     let Ok(summary) = tessera::peer::inspect_offer(answer) else {
         return Vec::new();
     };
-    summary
-        .media
-        .iter()
-        .filter_map(|m| Some((m.kind.to_string(), m.mid_extension?, m.mid.clone()?)))
-        .collect()
+    let mut extensions = Vec::new();
+    for m in &summary.media {
+        let kind = m.kind.to_string();
+        if let (Some(id), Some(mid)) = (m.mid_extension, &m.mid) {
+            extensions.push((kind.clone(), id, bytes::Bytes::from(mid.clone())));
+        }
+        if let (Some(id), Some(level)) = (m.audio_level_extension, stated_level) {
+            extensions.push((kind, id, bytes::Bytes::from(vec![level & 0x7f])));
+        }
+    }
+    extensions
 }
