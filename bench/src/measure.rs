@@ -27,6 +27,45 @@ pub async fn measure_cpu(pid: Option<u32>, window: Duration) -> f64 {
     (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64()
 }
 
+/// The server's CPU share and the whole machine's (server and load generator), in cores, over
+/// `window`. When the machine is nearly full, the server's share says how much it got, not how
+/// much it needed: a step must stop before that.
+pub async fn measure_load(pid: u32, window: Duration) -> (f64, f64) {
+    let (c0, m0, t0) = (
+        cpu_seconds(Some(pid)),
+        machine_busy_seconds(),
+        Instant::now(),
+    );
+    tokio::time::sleep(window).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    (
+        (cpu_seconds(Some(pid)) - c0) / elapsed,
+        (machine_busy_seconds() - m0) / elapsed,
+    )
+}
+
+/// CPU seconds every core of the machine spent busy so far (`/proc/stat`: all but idle and
+/// iowait).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // USER_HZ is 100 on Linux.
+    busy / 100.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
