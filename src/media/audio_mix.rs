@@ -19,9 +19,6 @@ use super::{MediaError, Templates, build_err};
 use crate::config::MixConfig;
 use crate::types::SessionId;
 
-/// The Opus frame of every mix: mixes start on a grid of it.
-const MIX_FRAME: Duration = Duration::from_millis(20);
-
 /// Most audio a link from a speaker's input to one mix may hold while that mix is busy (see
 /// `link_audio`); older audio is dropped, for that mix only.
 const AUDIO_LINK_QUEUE: Duration = Duration::from_millis(200);
@@ -330,18 +327,20 @@ pub(super) fn new_audio_mix(
     name: &str,
 ) -> Result<AudioMix, MediaError> {
     let context = || format!("adding the audio mix {name}");
-    // Every mix of the room starts on the same 20 ms grid of its running time (0 for the mixes
-    // made with the room, before it plays), so their Opus frames begin at the same instants.
-    let frame = MIX_FRAME.as_nanos() as u64;
-    let start_ns = pipeline
-        .current_running_time()
-        .map_or(0, |t| t.nseconds() / frame * frame);
+    // A mix made with the room (before it plays) starts at running time zero and mixes on its
+    // own clock from then on, voices or not. One made later starts at its first voice's first
+    // instant: an aggregator told to start at "now" in a playing pipeline was seen starting
+    // seconds in the past and racing through them, and a listener moved onto that heard a gap.
+    let start_selection = match pipeline.current_running_time() {
+        None => "zero",
+        Some(_) => "first",
+    };
     let upstream_ns = Duration::from_millis(JITTER_MS.into()).as_nanos() as u64;
     let desc = templates.render(
         "audio-mix.pipeline",
         &[
             ("audio_bps", (mix.audio_kbps * 1000).to_string()),
-            ("start_ns", start_ns.to_string()),
+            ("start_selection", start_selection.to_owned()),
             ("upstream_ns", upstream_ns.to_string()),
         ],
     )?;
