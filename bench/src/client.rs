@@ -22,7 +22,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::{Marshal, Unmarshal};
@@ -336,15 +336,7 @@ async fn build(handler: Arc<Handler>) -> Result<impl PeerConnection + use<>> {
             .register_codec(parameters, kind)
             .with_context(|| format!("registering {}", codec.mime_type))?;
     }
-    media_engine
-        .register_header_extension(
-            RTCRtpHeaderExtensionCapability {
-                uri: tessera::peer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
-            },
-            RtpCodecKind::Audio,
-            None,
-        )
-        .context("registering the audio level extension")?;
+    tessera::peer::register_audio_level_extension(&mut media_engine)?;
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .context("registering the default interceptors")?;
     PeerConnectionBuilder::new()

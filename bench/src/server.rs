@@ -11,15 +11,7 @@ use crate::report::Results;
 
 /// The server's live resource counts (`GET /debug/counts`), if it answers.
 pub async fn debug_counts(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
-    let text = http
-        .get(format!("{base}/debug/counts"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    serde_json::from_str(&text).ok()
+    get_json(http, &format!("{base}/debug/counts")).await
 }
 
 /// A room's state (`GET /rooms/{room}`), if the server answers.
@@ -28,14 +20,12 @@ pub async fn room_state(
     base: &str,
     room: &str,
 ) -> Option<serde_json::Value> {
-    let text = http
-        .get(format!("{base}/rooms/{room}"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    get_json(http, &format!("{base}/rooms/{room}")).await
+}
+
+/// The JSON body of a GET, if the server answers with one.
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
     serde_json::from_str(&text).ok()
 }
 

@@ -280,7 +280,7 @@ impl Mixer {
     }
 }
 
-/// How many of its own 20 ms periods a new mix-minus waits at most for its voices before it
+/// How many of its own 10 ms output buffers a new mix-minus waits at most for its voices before it
 /// sends anyway (a speaker whose sender just went away delivers nothing).
 const VOICE_WAIT_PERIODS: usize = 15;
 

@@ -64,11 +64,6 @@ pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Peer
     let mid = || RTCRtpHeaderExtensionCapability {
         uri: offer::MID_EXTENSION_URI.to_owned(),
     };
-    // RFC 6464 audio levels, answered when offered (browsers do): the speaking detector then
-    // reads each packet's level instead of decoding it (`media/input.rs`).
-    let audio_level = RTCRtpHeaderExtensionCapability {
-        uri: offer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
-    };
     media_engine
         .register_codec(
             parameters(&codecs::VP8, video_feedback()),
@@ -85,11 +80,25 @@ pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Peer
         })
         .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Video, None))
         .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Audio, None))
-        .and_then(|_| {
-            media_engine.register_header_extension(audio_level, RtpCodecKind::Audio, None)
-        })
         .map_err(|e| PeerError::Rtc {
             context: "registering codecs",
+            message: e.to_string(),
+        })?;
+    // RFC 6464 audio levels, answered when offered (browsers do): the speaking detector then
+    // reads each packet's level instead of decoding it (`media/input.rs`).
+    register_audio_level_extension(media_engine)
+}
+
+/// Registers the RFC 6464 audio level header extension for audio: the server answers it, and
+/// the bench's and the tests' clients offer it (and then state each packet's level).
+pub fn register_audio_level_extension(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
+    let audio_level = RTCRtpHeaderExtensionCapability {
+        uri: offer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
+    };
+    media_engine
+        .register_header_extension(audio_level, RtpCodecKind::Audio, None)
+        .map_err(|e| PeerError::Rtc {
+            context: "registering the audio level extension",
             message: e.to_string(),
         })
 }

@@ -15,7 +15,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tessera::rtp::codecs;
@@ -251,15 +251,7 @@ pub(super) async fn build_peer_connection_with(
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .context("registering Opus")?;
     if options.stated_level.is_some() {
-        media_engine
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: tessera::peer::AUDIO_LEVEL_EXTENSION_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .context("registering the audio level extension")?;
+        tessera::peer::register_audio_level_extension(&mut media_engine)?;
     }
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .context("registering the default interceptors")?;
