@@ -158,6 +158,129 @@ pub struct Rect {
     pub height: i32,
 }
 
+/// How a picture fills its tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// Whole, letterboxed on the background.
+    #[default]
+    Contain,
+    /// Filling the tile, cropped to its shape.
+    Cover,
+}
+
+/// Where one session's video goes on the canvas: the room decides (its layout), the mixer
+/// places the compositor pad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Whose video.
+    pub session: SessionId,
+    /// The tile.
+    pub rect: Rect,
+    /// Stacking order: higher is drawn above lower.
+    pub z: u32,
+    /// How the picture fills the tile.
+    pub fit: Fit,
+    /// Whether a picture smaller than its tile is scaled up (a screen share is not: text
+    /// scaled up is blurry, so it is shown at its own size, centred).
+    pub upscale: bool,
+}
+
+/// One audio packet's level, as an input reports it to its room: -dBov as RFC 6464 has it (0
+/// the loudest, 127 silence) and how much audio the packet carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioLevel {
+    /// -dBov.
+    pub dbov: u8,
+    /// Its duration in ms.
+    pub ms: u16,
+}
+
+/// Pixels cut from each edge of a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Crop {
+    /// From the left.
+    pub left: i32,
+    /// From the right.
+    pub right: i32,
+    /// From the top.
+    pub top: i32,
+    /// From the bottom.
+    pub bottom: i32,
+}
+
+/// How one picture is drawn: where its compositor pad goes, what is cut off it first, and
+/// whether the compositor should letterbox it (when its size is not known yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framed {
+    /// The pad's rectangle.
+    pub rect: Rect,
+    /// What to crop off the decoded picture.
+    pub crop: Crop,
+    /// Let the compositor keep the aspect ratio inside `rect`.
+    pub keep_aspect: bool,
+}
+
+impl Placement {
+    /// How a picture of `source` (width, height; `None` before its first frame) is drawn.
+    /// Contain: scaled to fit, centred (never scaled up unless `upscale`). Cover: cropped to
+    /// the tile's shape, then scaled to fill it.
+    pub fn frame(&self, source: Option<(u32, u32)>) -> Framed {
+        let cell = self.rect;
+        let whole = Framed {
+            rect: cell,
+            crop: Crop::default(),
+            keep_aspect: true,
+        };
+        let Some((w, h)) = source.filter(|(w, h)| *w > 0 && *h > 0) else {
+            return whole;
+        };
+        let (w, h) = (i64::from(w), i64::from(h));
+        let (cw, ch) = (i64::from(cell.width.max(2)), i64::from(cell.height.max(2)));
+        let even = |v: i64| (v & !1) as i32;
+        match self.fit {
+            Fit::Contain => {
+                // The scale is min(cw / w, ch / h) (and at most 1 without upscale), kept as a
+                // fraction so the edges are exact.
+                let (mut num, mut den) = if cw * h <= ch * w { (cw, w) } else { (ch, h) };
+                if !self.upscale && num > den {
+                    (num, den) = (1, 1);
+                }
+                let fw = even(w * num / den).max(2);
+                let fh = even(h * num / den).max(2);
+                Framed {
+                    rect: Rect {
+                        x: cell.x + even((cw - i64::from(fw)) / 2),
+                        y: cell.y + even((ch - i64::from(fh)) / 2),
+                        width: fw,
+                        height: fh,
+                    },
+                    crop: Crop::default(),
+                    keep_aspect: false,
+                }
+            }
+            Fit::Cover => {
+                let mut crop = Crop::default();
+                if w * ch > h * cw {
+                    // Wider than the tile: cut the sides.
+                    let cut = even(w - h * cw / ch);
+                    crop.left = even(i64::from(cut) / 2);
+                    crop.right = cut - crop.left;
+                } else {
+                    let cut = even(h - w * ch / cw);
+                    crop.top = even(i64::from(cut) / 2);
+                    crop.bottom = cut - crop.top;
+                }
+                Framed {
+                    rect: cell,
+                    crop,
+                    keep_aspect: false,
+                }
+            }
+        }
+    }
+}
+
 /// The state of a session's peer connection, as the room sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -356,5 +479,38 @@ mod tests {
             !format!("{secret:?}").contains(&text),
             "Debug hides the secret"
         );
+    }
+
+    #[test]
+    fn pictures_are_contained_covered_and_screens_never_scaled_up() {
+        let rect = |x, y, width, height| Rect {
+            x,
+            y,
+            width,
+            height,
+        };
+        let place = |fit, upscale| Placement {
+            session: SessionId(1),
+            rect: rect(0, 0, 960, 720),
+            z: 0,
+            fit,
+            upscale,
+        };
+        // Before the first frame the compositor letterboxes.
+        assert!(place(Fit::Contain, true).frame(None).keep_aspect);
+        // A 16:9 camera in a 4:3 tile: full width, bars above and below.
+        let f = place(Fit::Contain, true).frame(Some((640, 360)));
+        assert_eq!(f.rect, rect(0, 90, 960, 540));
+        // Cover: the sides are cut to 4:3, the tile is filled.
+        let f = place(Fit::Cover, true).frame(Some((640, 360)));
+        assert_eq!(
+            (f.rect, f.crop.left, f.crop.right),
+            (rect(0, 0, 960, 720), 80, 80)
+        );
+        // A small screen stays at its own size, centred; a large one is scaled down.
+        let f = place(Fit::Contain, false).frame(Some((800, 600)));
+        assert_eq!(f.rect, rect(80, 60, 800, 600));
+        let f = place(Fit::Contain, false).frame(Some((1920, 1080)));
+        assert_eq!(f.rect, rect(0, 90, 960, 540));
     }
 }

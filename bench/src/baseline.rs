@@ -12,7 +12,9 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use tessera::config::Config;
 use tessera::media::MediaFactory;
-use tessera::types::{InputCodec, MediaKind, OutputKey, RtpSink, SessionId, Tier, VideoCodec};
+use tessera::types::{
+    Fit, InputCodec, MediaKind, OutputKey, Placement, RtpSink, SessionId, Tier, VideoCodec,
+};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
@@ -115,8 +117,16 @@ pub async fn baseline(
                     // The replayed audio states its level as a browser's does.
                     level_extension: (kind == MediaKind::Audio).then_some(LEVEL_EXTENSION_ID),
                 };
+                // The server's own grid, as a room lays it out.
+                let placement = Placement {
+                    session: s,
+                    rect: *tile,
+                    z: 0,
+                    fit: Fit::Contain,
+                    upscale: true,
+                };
                 let input = mixer
-                    .add_input(s, codec, (kind == MediaKind::Video).then_some(*tile))
+                    .add_input(s, codec, (kind == MediaKind::Video).then_some(placement))
                     .await?;
                 let (tx, mut rx) = broadcast::channel::<Bytes>(256);
                 replays.spawn(replay(

@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// Record every room from its start, in this format (`webm` or `mp4`).
     #[arg(long, env = "TESSERA_AUTO_RECORD")]
     pub auto_record: Option<String>,
+    /// The layout of new rooms: a preset (`grid`, `speaker`, `single`, `pip`, `presentation`)
+    /// or a JSON file with a layout as `PUT /rooms/{room}/layout` takes it (default grid).
+    #[arg(long, env = "TESSERA_DEFAULT_LAYOUT")]
+    pub default_layout: Option<String>,
 
     /// HTTPS with this PEM certificate chain (and `--tls-key`); a changed file (a renewal) is
     /// picked up by new connections without a restart.
@@ -233,6 +237,7 @@ pub(super) struct FileConfig {
     pub(super) pipelines_dir: Option<PathBuf>,
     pub(super) recordings_dir: Option<PathBuf>,
     pub(super) auto_record: Option<String>,
+    pub(super) default_layout: Option<String>,
     pub(super) tls_cert: Option<PathBuf>,
     pub(super) tls_key: Option<PathBuf>,
     pub(super) tls_self_signed: Option<bool>,

@@ -124,6 +124,8 @@ pub struct Config {
     pub recordings_dir: PathBuf,
     /// Record every room from its start.
     pub auto_record: Option<RecordingFormat>,
+    /// The layout new rooms start with.
+    pub default_layout: crate::room::layout::LayoutSpec,
     /// HTTPS.
     pub tls: TlsConfig,
     /// The keys access tokens are signed with (none: the server is open).
@@ -183,6 +185,7 @@ impl Default for Config {
             pipelines_dir: None,
             recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
             auto_record: None,
+            default_layout: Default::default(),
             tls: TlsConfig::default(),
             api_keys: Vec::new(),
             limits: crate::admission::Limits::default(),
@@ -274,6 +277,9 @@ impl Config {
         }
         if let Some(format) = pick!(auto_record) {
             c.auto_record = Some(format.parse().map_err(ConfigError::Invalid)?);
+        }
+        if let Some(layout) = pick!(default_layout) {
+            c.default_layout = read_layout(&layout)?;
         }
         c.tls = tls::TlsArgs {
             cert: pick!(tls_cert),
@@ -404,6 +410,22 @@ pub fn parse_port_range(s: &str) -> Result<PortRange, ConfigError> {
         return Err(bad());
     }
     Ok(PortRange { low, high })
+}
+
+/// `--default-layout`: a preset's name, or a file with a layout's JSON.
+fn read_layout(arg: &str) -> Result<crate::room::layout::LayoutSpec, ConfigError> {
+    use crate::room::layout::{LayoutSpec, Preset};
+    if let Ok(preset) = serde_json::from_value::<Preset>(serde_json::Value::from(arg)) {
+        return Ok(LayoutSpec::preset(preset));
+    }
+    let json = std::fs::read(arg).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "--default-layout {arg:?} is neither a preset (grid, speaker, single, pip, \
+             presentation) nor a readable file: {e}"
+        ))
+    })?;
+    LayoutSpec::parse(&json)
+        .map_err(|e| ConfigError::Invalid(format!("--default-layout {arg}: {e}")))
 }
 
 #[cfg(test)]

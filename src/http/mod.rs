@@ -5,13 +5,11 @@
 //!
 //! The routes are grouped by who may call them, so a check on each group sits in one place:
 //!
-//! | group | routes |
-//! |---|---|
 //! | group | routes | who (with tokens on) |
 //! |---|---|---|
 //! | public | `GET /healthz`; the browser client: `GET /`, `/view.html`, `/js/*`, `/style.css` | anyone |
 //! | a session's own | `POST /rooms/{room}/whip` and `/whep` (offer → 201 + answer + `Location` + `Link` ICE servers); `GET /ice-servers` (the same, for a page before its offer); `PATCH`, `DELETE` `/rooms/{room}/sessions/{secret}`; `PUT .../mute` | `join`/`contribute`/`view` for the room; then the session's identity |
-//! | a room's | `GET /rooms/{room}` (state), `GET /rooms/{room}/events` (SSE); recordings: `POST`/`GET /rooms/{room}/recordings`, `DELETE .../{id}`, `GET .../{id}/file`; administration: `DELETE /rooms/{room}`, `DELETE`/`PUT .../mute` of `/rooms/{room}/sessions/{public id}` | any grant for the room to read; `record`; `admin` |
+//! | a room's | `GET /rooms/{room}` (state), `GET /rooms/{room}/events` (SSE), `GET /rooms/{room}/layout`, `POST .../layout?dry_run=true`; recordings: `POST`/`GET /rooms/{room}/recordings`, `DELETE .../{id}`, `GET .../{id}/file`; administration: `DELETE /rooms/{room}`, `PUT /rooms/{room}/layout`, `DELETE`/`PUT .../mute`/`PUT .../pin` of `/rooms/{room}/sessions/{public id}` | any grant for the room to read; `record`; `admin` |
 //! | the server's | `GET /rooms` (every room), `GET /debug/counts` | `admin` for room `*` |
 //!
 //! The check for each group is in its handlers, through `access.rs`: the caller is read once
@@ -25,6 +23,7 @@ mod access;
 mod body;
 mod events;
 mod ice;
+mod layout;
 mod limits;
 mod recordings;
 mod reply;
@@ -249,6 +248,30 @@ fn room(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
         .and(with_auth(auth.clone()))
         .and(with_rooms(rooms.clone()))
         .then(recordings::stop_recording);
+    let get_layout = warp::path!("rooms" / String / "layout")
+        .and(warp::get())
+        .and(caller.clone())
+        .and(with_rooms(rooms.clone()))
+        .then(layout::get);
+    let put_layout = warp::path!("rooms" / String / "layout")
+        .and(warp::put())
+        .and(limited_body())
+        .and(caller.clone())
+        .and(with_rooms(rooms.clone()))
+        .then(layout::put);
+    let dry_run_layout = warp::path!("rooms" / String / "layout")
+        .and(warp::post())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(limited_body())
+        .and(caller.clone())
+        .and(with_rooms(rooms.clone()))
+        .then(layout::dry_run);
+    let pin = warp::path!("rooms" / String / "sessions" / String / "pin")
+        .and(warp::put())
+        .and(limited_body())
+        .and(caller.clone())
+        .and(with_rooms(rooms.clone()))
+        .then(layout::pin);
     let recording_file = warp::path!("rooms" / String / "recordings" / String / "file")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
@@ -267,6 +290,14 @@ fn room(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
         .or(stop_recording)
         .unify()
         .or(recording_file)
+        .unify()
+        .or(get_layout)
+        .unify()
+        .or(put_layout)
+        .unify()
+        .or(dry_run_layout)
+        .unify()
+        .or(pin)
         .unify()
         .boxed()
 }

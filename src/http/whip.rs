@@ -96,6 +96,30 @@ pub(super) async fn join(
         Some(Ok(tier)) => Some(tier),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "invalid_quality", &e),
     };
+    let screen = match query.get("source").map(String::as_str) {
+        None | Some("camera") => false,
+        Some("screen") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_source",
+                &format!("?source= is camera or screen, not {other:?}"),
+            );
+        }
+    };
+    let owner = match query.get("owner") {
+        None => None,
+        Some(id) => match crate::types::SessionRef::parse(id) {
+            Some(crate::types::SessionRef::Public(id)) => Some(id),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_owner",
+                    "?owner= is the public id of a session of the room",
+                );
+            }
+        },
+    };
     let name = query
         .get("name")
         .map(|n| n.trim().chars().take(64).collect::<String>())
@@ -111,6 +135,8 @@ pub(super) async fn join(
         offer,
         name,
         quality,
+        screen,
+        owner,
         caller: caller.clone(),
         slots,
     };
@@ -163,7 +189,11 @@ fn join_error(e: JoinError) -> Reply {
 /// no session (or a room name that is not valid).
 // The error is the finished response, built once per refused request.
 #[allow(clippy::result_large_err)]
-fn session_request(authz: Authz, room: &str, session: &str) -> Result<(Caller, SessionRef), Reply> {
+pub(super) fn session_request(
+    authz: Authz,
+    room: &str,
+    session: &str,
+) -> Result<(Caller, SessionRef), Reply> {
     let caller = authz.map_err(|e| unauthorized(&e))?;
     let target = valid_room_name(room)
         .then(|| SessionRef::parse(session))
@@ -173,7 +203,7 @@ fn session_request(authz: Authz, room: &str, session: &str) -> Result<(Caller, S
 }
 
 /// The answer for a session request the room refused.
-fn session_error(e: SessionError, room: &str, session: &str) -> Reply {
+pub(super) fn session_error(e: SessionError, room: &str, session: &str) -> Reply {
     match e {
         SessionError::Unknown => unknown_session(room, session),
         SessionError::Denied(d) => forbidden(&d),

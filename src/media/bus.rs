@@ -12,7 +12,11 @@ use std::sync::{Arc, Mutex};
 use gst::prelude::*;
 use tokio::sync::Notify;
 
-use crate::types::SessionId;
+use crate::types::{AudioLevel, SessionId};
+
+/// Levels an input may have waiting for its room at most (5 s of 20 ms packets): a room that
+/// falls behind loses the oldest, which matter least to who is speaking now.
+const MAX_WAITING_LEVELS: usize = 250;
 
 /// Something the pipeline reports to its room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +36,14 @@ pub enum MixerEvent {
         /// Started (`true`) or stopped.
         speaking: bool,
     },
+    /// An audio input's packet levels since its last report (it reports while it is not
+    /// silent): who has the floor may change.
+    Levels {
+        /// The session.
+        session: SessionId,
+        /// Oldest first; the last arrived just now.
+        levels: Vec<AudioLevel>,
+    },
     /// A recording's pipeline failed (disk full, unwritable file); the room goes on.
     RecordingFailed {
         /// The recording.
@@ -49,6 +61,8 @@ struct State {
     /// Each input's latest speaking state not yet taken (a start and a stop in between collapse
     /// into the latest: the room only needs where it should end up).
     speaking: BTreeMap<SessionId, bool>,
+    /// Each input's levels not yet taken.
+    levels: BTreeMap<SessionId, Vec<AudioLevel>>,
     /// At most one entry per recording (its first failure).
     recordings_failed: Vec<(u64, String)>,
     /// Recordings already reported, so a second error of the same one adds nothing.
@@ -98,6 +112,16 @@ impl Signals {
         });
     }
 
+    /// `session`'s audio input reports the levels of its latest packets.
+    pub fn levels(&self, session: SessionId, levels: &[AudioLevel]) {
+        self.update(|s| {
+            let waiting = s.levels.entry(session).or_default();
+            waiting.extend_from_slice(levels);
+            let excess = waiting.len().saturating_sub(MAX_WAITING_LEVELS);
+            waiting.drain(..excess);
+        });
+    }
+
     /// A recording's pipeline failed.
     pub fn recording_failed(&self, id: u64, error: String) {
         self.update(|s| {
@@ -125,6 +149,11 @@ impl Signals {
             std::mem::take(&mut s.speaking)
                 .into_iter()
                 .map(|(session, speaking)| MixerEvent::Speaking { session, speaking }),
+        );
+        out.extend(
+            std::mem::take(&mut s.levels)
+                .into_iter()
+                .map(|(session, levels)| MixerEvent::Levels { session, levels }),
         );
         out.extend(
             s.recordings_failed

@@ -30,7 +30,7 @@ use super::mixer::{Mixer, MixerStats, Taps};
 use super::video_output::Tap;
 use super::{MediaError, Recorder, Templates};
 use crate::config::MixConfig;
-use crate::types::{InputCodec, OutputKey, RecordingFormat, Rect, SessionId, VideoCodec};
+use crate::types::{InputCodec, OutputKey, Placement, RecordingFormat, SessionId, VideoCodec};
 
 /// Commands the room may queue before it waits for the mixer.
 const COMMANDS: usize = 64;
@@ -43,7 +43,7 @@ enum Command {
     AddInput {
         session: SessionId,
         codec: InputCodec,
-        tile: Option<Rect>,
+        placement: Option<Placement>,
         reply: oneshot::Sender<Result<RtpInput, MediaError>>,
     },
     AddMixMinus {
@@ -61,7 +61,7 @@ enum Command {
         /// Told when its branches are out (for whoever wants to wait).
         done: Option<oneshot::Sender<()>>,
     },
-    SetTiles(Vec<(SessionId, Rect)>),
+    SetPlacements(Vec<Placement>),
     SetMutedAudio {
         session: SessionId,
         muted: bool,
@@ -164,17 +164,17 @@ impl MixerHandle {
     }
 
     /// Adds a decoding branch for `session`'s incoming track; returns where to push its RTP.
-    /// Video gets a compositor pad at `tile`; audio is mixed while its sender speaks.
+    /// Video gets a compositor pad at `placement`; audio is mixed while its sender speaks.
     pub async fn add_input(
         &self,
         session: SessionId,
         codec: InputCodec,
-        tile: Option<Rect>,
+        placement: Option<Placement>,
     ) -> Result<RtpInput, MediaError> {
         self.ask(|reply| Command::AddInput {
             session,
             codec,
-            tile,
+            placement,
             reply,
         })
         .await?
@@ -222,9 +222,10 @@ impl MixerHandle {
         .await
     }
 
-    /// Moves the video inputs to their tiles (a reflow).
-    pub async fn set_tiles(&self, tiles: Vec<(SessionId, Rect)>) {
-        self.send(Command::SetTiles(tiles)).await;
+    /// Moves the video inputs to their places (a new layout, speaker or session); the ones
+    /// left out are hidden.
+    pub async fn set_placements(&self, placements: Vec<Placement>) {
+        self.send(Command::SetPlacements(placements)).await;
     }
 
     /// Silences (or restores) `session`'s voice in every mix.
@@ -328,10 +329,10 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
             Command::AddInput {
                 session,
                 codec,
-                tile,
+                placement,
                 reply,
             } => {
-                let _ = reply.send(mixer.add_input(session, &codec, tile));
+                let _ = reply.send(mixer.add_input(session, &codec, placement));
             }
             Command::AddMixMinus { session, reply } => {
                 let _ = reply.send(mixer.add_mix_minus(session));
@@ -353,7 +354,7 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
                     let _ = done.send(());
                 }
             }
-            Command::SetTiles(tiles) => mixer.set_tiles(&tiles),
+            Command::SetPlacements(placements) => mixer.set_placements(&placements),
             Command::SetMutedAudio { session, muted } => mixer.set_muted_audio(session, muted),
             Command::SetMutedVideo {
                 session,

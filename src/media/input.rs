@@ -12,11 +12,12 @@ use gst::prelude::*;
 
 use super::bus::{Signals, watch_keyframe_requests};
 use super::mixer::Mixer;
-use super::pads::{block_until_idle, remove_bin, set_geometry};
+use super::pads::{block_until_idle, remove_bin};
+use super::tiles::{SharedFraming, apply, watch_source_size};
 use super::{MediaError, build_err};
 use crate::rtp::packet as rtp_packet;
 use crate::speaking::{Speech, VoiceGate, dbov};
-use crate::types::{InputCodec, MediaKind, Rect, RtpSink, SessionId};
+use crate::types::{AudioLevel, InputCodec, MediaKind, Placement, RtpSink, SessionId};
 
 /// Jitter buffer depth of every input, in ms: room for one retransmission on a good network.
 pub(super) const JITTER_MS: u32 = 40;
@@ -31,6 +32,10 @@ pub(super) struct Input {
     pub(super) tee: Option<gst::Element>,
     /// Packets dropped before the pipeline (shared with its [`RtpInput`]).
     pub(super) dropped: Arc<AtomicU64>,
+    /// Video: where its pad goes and its picture's size (shared with its caps probe).
+    pub(super) framing: SharedFraming,
+    /// Video: the `crop` element of its branch (fit "cover").
+    pub(super) crop: Option<gst::Element>,
 }
 
 /// The pushing end of an input, handed to the peer's reading task (and a recording's feeders).
@@ -66,7 +71,17 @@ struct VoiceInput {
     signals: Arc<Signals>,
     /// Packets whose level was read from their header (not decoded).
     stated: Arc<AtomicU64>,
+    /// Levels since the last report to the room, and how much audio they cover.
+    levels: Vec<AudioLevel>,
+    levels_ms: u32,
 }
+
+/// How often an audio input tells its room its levels (who has the floor), in ms of audio.
+const LEVEL_REPORT_MS: u32 = 100;
+/// Levels this loud or quieter (-dBov) are not worth a report: no speaker threshold a layout
+/// may set reaches them (see `SpeakerSettings::validate`), and a listener's quiet microphone
+/// then costs its room no wake-ups.
+pub const QUIETEST_REPORTED_DBOV: u8 = 70;
 
 impl VoiceInput {
     fn new(
@@ -86,6 +101,8 @@ impl VoiceInput {
             pcm: vec![0; 5760],
             session,
             signals,
+            levels: Vec::with_capacity(8),
+            levels_ms: 0,
         })
     }
 
@@ -105,6 +122,7 @@ impl VoiceInput {
                 .and_then(|p| self.decoder.decode(p, &mut self.pcm, false).ok())
                 .map_or(127, |n| dbov(&self.pcm[..n])),
         };
+        self.report(level, packet);
         let gated = self.gate.packet(Instant::now(), level, sequence);
         if let Some(change) = gated.change {
             self.signals
@@ -140,6 +158,26 @@ impl RtpInput {
     /// Packets so far whose level was read from their RFC 6464 header extension.
     pub fn stated_levels(&self) -> u64 {
         self.stated.load(Ordering::Relaxed)
+    }
+}
+
+impl VoiceInput {
+    /// Adds a packet's level to the next report, and sends the report every
+    /// [`LEVEL_REPORT_MS`] of audio if any of it was louder than near-silence.
+    fn report(&mut self, level: u8, packet: &[u8]) {
+        // Opus says how long a packet is (RFC 6716 §3.1); 20 ms if it cannot be read.
+        let ms = rtp_packet::payload(packet)
+            .and_then(|p| opus::packet::get_nb_samples(p, 48_000).ok())
+            .map_or(20, |n| (n / 48).clamp(1, 120) as u16);
+        self.levels.push(AudioLevel { dbov: level, ms });
+        self.levels_ms += u32::from(ms);
+        if self.levels_ms >= LEVEL_REPORT_MS {
+            if self.levels.iter().any(|l| l.dbov <= QUIETEST_REPORTED_DBOV) {
+                self.signals.levels(self.session, &self.levels);
+            }
+            self.levels.clear();
+            self.levels_ms = 0;
+        }
     }
 }
 
@@ -204,13 +242,14 @@ pub(super) fn input_template(kind: MediaKind, mime_type: &str) -> String {
 
 impl Mixer {
     /// Adds a decoding branch for `session`'s incoming track and returns where to push its RTP.
-    /// Video gets a compositor pad at `tile`; audio gets a tee, linked into the mixes while the
-    /// session speaks ([`Mixer::set_speaker`]).
+    /// Video gets a compositor pad at `placement` (hidden without one, until the layout places
+    /// it); audio gets a tee, linked into the mixes while the session speaks
+    /// ([`Mixer::set_speaker`]).
     pub(super) fn add_input(
         &mut self,
         session: SessionId,
         codec: &InputCodec,
-        tile: Option<Rect>,
+        placement: Option<Placement>,
     ) -> Result<RtpInput, MediaError> {
         let name = input_template(codec.kind, &codec.mime_type);
         if !self.templates.has(&name) {
@@ -242,6 +281,8 @@ impl Mixer {
             compositor_pad: None,
             tee: None,
             dropped: Arc::default(),
+            framing: SharedFraming::default(),
+            crop: bin.by_name("crop"),
         };
         let linked = match codec.kind {
             MediaKind::Video => {
@@ -249,14 +290,29 @@ impl Mixer {
                     .compositor
                     .request_pad_simple("sink_%u")
                     .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
-                pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
-                if let Some(rect) = tile {
-                    set_geometry(&pad, rect);
-                    self.tiles.insert(session, rect);
+                if let Some(placement) = placement {
+                    self.placements.insert(session, placement);
                 }
-                if self.video_muted.contains(&session) {
-                    pad.set_property("alpha", 0.0f64);
+                let placement = self.placements.get(&session).copied();
+                {
+                    let mut framing = input.framing.lock().unwrap_or_else(|p| p.into_inner());
+                    framing.placement = placement;
+                    apply(&framing, &pad, input.crop.as_ref());
                 }
+                let shown = placement.is_some() && !self.video_muted.contains(&session);
+                pad.set_property("alpha", if shown { 1.0f64 } else { 0.0 });
+                // The decoder's picture size, read before the crop cuts it.
+                let watched = input
+                    .crop
+                    .as_ref()
+                    .and_then(|c| c.static_pad("sink"))
+                    .unwrap_or_else(|| src.clone());
+                watch_source_size(
+                    &watched,
+                    input.framing.clone(),
+                    pad.clone(),
+                    input.crop.clone(),
+                );
                 input.compositor_pad = Some(pad.clone());
                 src.link(&pad)
                     .map(|_| ())

@@ -12,13 +12,12 @@ use gst::prelude::*;
 use super::audio_mix::{AudioLink, AudioMix, new_audio_mix};
 use super::bus::{Signals, watch_bus};
 use super::input::Input;
-use super::pads::set_geometry;
 use super::placeholder::Placeholder;
 use super::video_output::{Tap, VideoOutput, add_video_output};
 use super::{MediaError, Recorder, Templates, build_err};
 use crate::config::MixConfig;
 use crate::metrics::{self, Live};
-use crate::types::{MediaKind, OutputKey, RecordingFormat, Rect, SessionId, Tier, VideoCodec};
+use crate::types::{MediaKind, OutputKey, Placement, RecordingFormat, SessionId, Tier, VideoCodec};
 
 /// Diagnostic counts of a mixer, for the room's debug info.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -54,8 +53,8 @@ pub(super) struct Mixer {
     pub(super) speakers: BTreeSet<SessionId>,
     /// (source, mix) → link; mix `None` is the "everyone" mix.
     pub(super) audio_links: HashMap<(SessionId, Option<SessionId>), AudioLink>,
-    /// Each video sender's tile, as last laid out.
-    pub(super) tiles: HashMap<SessionId, Rect>,
+    /// Each shown video sender's place, as last laid out (see `tiles.rs`).
+    pub(super) placements: HashMap<SessionId, Placement>,
     pub(super) placeholders: HashMap<SessionId, Placeholder>,
     /// Sessions whose camera is off.
     pub(super) video_muted: HashSet<SessionId>,
@@ -135,7 +134,7 @@ impl Mixer {
             audio_inputs: HashMap::new(),
             speakers: BTreeSet::new(),
             audio_links: HashMap::new(),
-            tiles: HashMap::new(),
+            placements: HashMap::new(),
             placeholders: HashMap::new(),
             video_muted: Default::default(),
             audio_muted: Default::default(),
@@ -257,24 +256,6 @@ impl Mixer {
             .debug_to_dot_file_with_ts(gst::DebugGraphDetails::all(), name);
     }
 
-    /// Moves every video input to its tile (the reflow after a join or leave). Tiles are set
-    /// in one go on the compositor's pads, so the next composed frame has the new grid.
-    pub(super) fn set_tiles(&mut self, tiles: &[(SessionId, Rect)]) {
-        self.tiles = tiles.iter().copied().collect();
-        for (session, rect) in tiles {
-            if let Some(pad) = self
-                .video_inputs
-                .get(session)
-                .and_then(|i| i.compositor_pad.as_ref())
-            {
-                set_geometry(pad, *rect);
-            }
-            if let Some(p) = self.placeholders.get(session) {
-                set_geometry(&p.pad, *rect);
-            }
-        }
-    }
-
     /// Removes everything of `session`: its inputs, its mix-minus, its links into other mixes.
     pub(super) fn remove_session(&mut self, session: SessionId) {
         self.speakers.remove(&session);
@@ -284,7 +265,7 @@ impl Mixer {
         if let Some(p) = self.placeholders.remove(&session) {
             self.remove_placeholder(p);
         }
-        self.tiles.remove(&session);
+        self.placements.remove(&session);
         self.video_muted.remove(&session);
         self.audio_muted.remove(&session);
         self.dump_graph(&format!("removed-{session}"));
@@ -347,14 +328,24 @@ mod tests {
             mixer
                 .add_input(s, &codec(MediaKind::Audio, "audio/opus", 48000), None)
                 .expect("audio input");
-            let rect = Rect {
-                x: 0,
-                y: 0,
-                width: 640,
-                height: 360,
+            let placement = Placement {
+                session: s,
+                rect: crate::types::Rect {
+                    x: 0,
+                    y: 0,
+                    width: 640,
+                    height: 360,
+                },
+                z: 0,
+                fit: Default::default(),
+                upscale: true,
             };
             mixer
-                .add_input(s, &codec(MediaKind::Video, "video/VP8", 90000), Some(rect))
+                .add_input(
+                    s,
+                    &codec(MediaKind::Video, "video/VP8", 90000),
+                    Some(placement),
+                )
                 .expect("video input");
         }
         // Nobody receives yet: only the two mix-minus encoders run, no video encoder.

@@ -24,6 +24,7 @@ mod pads;
 mod placeholder;
 mod recorder;
 mod templates;
+mod tiles;
 mod video_output;
 
 use std::path::Path;
@@ -34,7 +35,7 @@ use crate::types::{MediaKind, OutputKey, Tier, VideoCodec};
 
 pub use bus::{MixerEvent, MixerEvents};
 pub use handle::MixerHandle;
-pub use input::RtpInput;
+pub use input::{QUIETEST_REPORTED_DBOV, RtpInput};
 pub use mixer::MixerStats;
 pub use recorder::Recorder;
 pub use templates::Templates;

@@ -5,7 +5,7 @@
 use gst::prelude::*;
 
 use super::mixer::Mixer;
-use super::pads::{block_until_idle, remove_bin, set_geometry};
+use super::pads::{block_until_idle, remove_bin};
 use super::{MediaError, build_err};
 use crate::types::SessionId;
 
@@ -27,23 +27,28 @@ impl Mixer {
             if let Err(e) = self.show_placeholder(session, name) {
                 tracing::warn!(%session, "showing the camera-off placeholder: {e}");
             }
-            if let Some(pad) = self.video_pad(session) {
-                // Hidden, so the compositor does not even convert its stale frame.
-                pad.set_property("alpha", 0.0f64);
-            }
+            // The video is hidden, so the compositor does not even convert its stale frame.
+            self.place(session);
             return;
         }
         self.video_muted.remove(&session);
         let placeholder = self.placeholders.get(&session).map(|p| p.pad.clone());
+        let input = self.video_inputs.get(&session);
         let video_pad = self.video_pad(session);
-        let src = self
-            .video_inputs
-            .get(&session)
-            .and_then(|i| i.bin.static_pad("src"));
-        match (video_pad, src) {
-            (Some(video_pad), Some(src)) => {
+        let src = input.and_then(|i| i.bin.static_pad("src"));
+        let framing = input.map(|i| i.framing.clone());
+        match (video_pad, src, framing) {
+            (Some(video_pad), Some(src), Some(framing)) => {
                 src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    video_pad.set_property("alpha", 1.0f64);
+                    // Shown only if the layout still places it by then.
+                    let placed = framing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .placement
+                        .is_some();
+                    if placed {
+                        video_pad.set_property("alpha", 1.0f64);
+                    }
                     if let Some(p) = &placeholder {
                         p.set_property("alpha", 0.0f64);
                     }
@@ -65,8 +70,7 @@ impl Mixer {
     }
 
     fn show_placeholder(&mut self, session: SessionId, name: &str) -> Result<(), MediaError> {
-        if let Some(p) = self.placeholders.get(&session) {
-            p.pad.set_property("alpha", 1.0f64);
+        if self.placeholders.contains_key(&session) {
             return Ok(());
         }
         let context = || format!("adding the camera-off placeholder of {session}");
@@ -95,11 +99,6 @@ impl Mixer {
             .compositor
             .request_pad_simple("sink_%u")
             .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
-        // Above the session's video, filling its tile exactly.
-        pad.set_property("zorder", 10_000u32);
-        if let Some(rect) = self.tiles.get(&session) {
-            set_geometry(&pad, *rect);
-        }
         let placeholder = Placeholder {
             bin: bin.clone(),
             pad: pad.clone(),
@@ -119,6 +118,8 @@ impl Mixer {
         match linked {
             Ok(()) => {
                 self.placeholders.insert(session, placeholder);
+                // Above the session's video, filling its tile, if the layout shows it.
+                self.place(session);
                 self.dump_graph(&format!("placeholder-{session}"));
                 Ok(())
             }

@@ -22,9 +22,11 @@ use tokio::task::JoinSet;
 use super::api::{Canvas, RecordingError, RoomInfo, SessionError, TrickleError};
 use super::context::RoomContext;
 use super::events::{LeaveReason, RoomEvent};
+use super::floor::Floor;
 use super::handle::RoomCommand;
 use super::join::Negotiated;
 use super::keyframe::KeyframeGate;
+use super::layout::{LayoutSpec, Tile};
 use super::recording::ActiveRecording;
 use super::session::{Pending, Session};
 use crate::auth::{Denied, SessionRight};
@@ -54,6 +56,12 @@ pub(super) struct RoomActor {
     /// One gate per video output: a keyframe forced for one output costs the others nothing.
     pub(super) keyframes: HashMap<OutputKey, KeyframeGate>,
     pub(super) recordings: Vec<ActiveRecording>,
+    /// The room's layout (`PUT /rooms/{room}/layout`, else `--default-layout`).
+    pub(super) layout: LayoutSpec,
+    /// Who has the floor.
+    pub(super) floor: Floor,
+    /// The tiles last given to the mixer.
+    pub(super) placed: Vec<Tile>,
     /// Each video output's measured bitrate: (bytes, when) of the last sample, and the rate.
     pub(super) output_rates: HashMap<OutputKey, (u64, Instant, f64)>,
     empty_since: Option<Instant>,
@@ -75,7 +83,11 @@ impl RoomActor {
         commands: mpsc::Receiver<RoomCommand>,
     ) -> RoomActor {
         let (peer_events_tx, peer_events) = mpsc::channel(peer::EVENT_QUEUE);
+        let layout = ctx.config.default_layout.clone();
         RoomActor {
+            floor: super::tiling::floor_for(&layout),
+            layout,
+            placed: Vec::new(),
             ctx,
             mixer,
             mixer_events,
@@ -291,6 +303,36 @@ impl RoomActor {
                 };
                 let _ = reply.send(result);
             }
+            RoomCommand::Layout { reply } => {
+                let _ = reply.send(self.layout_view(&self.layout));
+            }
+            RoomCommand::SetLayout { spec, apply, reply } => {
+                if apply {
+                    self.set_layout(spec).await;
+                    let _ = reply.send(self.layout_view(&self.layout));
+                } else {
+                    let _ = reply.send(self.layout_view(&spec));
+                }
+            }
+            RoomCommand::Pin {
+                target,
+                caller,
+                pinned,
+                reply,
+            } => {
+                let result = match self.resolve(target, &caller) {
+                    Ok((session, SessionRight::Admin)) => {
+                        self.pin(session, pinned).await;
+                        Ok(())
+                    }
+                    Ok((_, SessionRight::Owner)) => Err(SessionError::Denied(Denied(
+                        "pinning is for the room's administrators (by the session's public id)"
+                            .into(),
+                    ))),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
             RoomCommand::StartRecording { format, reply } => {
                 let _ = reply.send(self.start_recording(format).await);
             }
@@ -326,6 +368,7 @@ impl RoomActor {
                 MixerEvent::Speaking { session, speaking } => {
                     self.on_speaking(session, speaking).await
                 }
+                MixerEvent::Levels { session, levels } => self.on_levels(session, &levels).await,
             }
         }
         true
@@ -359,6 +402,7 @@ impl RoomActor {
                 .filter(|s| !s.kind.sends())
                 .map(describe)
                 .collect(),
+            active_speaker: self.floor.speaker().map(|id| id.to_string()),
             mixer,
         }
     }

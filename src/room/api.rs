@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::events::TileInfo;
+use super::layout::LayoutSpec;
 use crate::auth::{Caller, Denied};
 use crate::media::MixerStats;
 use crate::types::{
@@ -20,6 +22,11 @@ pub struct JoinRequest {
     pub name: Option<String>,
     /// `?quality=`.
     pub quality: Option<Tier>,
+    /// `?source=screen`: a screen share (a sendonly offer with video).
+    pub screen: bool,
+    /// `?owner=`: the public id of the session sharing its screen (open servers; with tokens
+    /// the token's identity ties them).
+    pub owner: Option<SessionId>,
     /// Who asks: what kinds of session it may make, and whose the session is.
     pub caller: Caller,
     /// Its places under the admission limits, held as long as it lives.
@@ -157,8 +164,12 @@ pub struct SessionInfo {
     pub name: Option<String>,
     /// The peer connection's state.
     pub state: ConnectionState,
-    /// Its tile on the canvas, if it sends video.
+    /// Its tile on the canvas, if the layout shows its video.
     pub tile: Option<Rect>,
+    /// A screen share (`?source=screen`) rather than a camera.
+    pub screen: bool,
+    /// Pinned (`PUT .../pin`): the layouts' `pinned` selector picks it.
+    pub pinned: bool,
     /// It said its microphone is off (it sends no audio).
     #[serde(default)]
     pub audio_muted: bool,
@@ -214,8 +225,24 @@ pub struct RoomInfo {
     pub participants: Vec<SessionInfo>,
     /// Sessions that only receive.
     pub viewers: Vec<SessionInfo>,
+    /// Who has the floor (a session id), if anyone spoke yet.
+    pub active_speaker: Option<String>,
     /// Encoders and inputs running in the room's pipeline.
     pub mixer: MixerStats,
+}
+
+/// A room's layout as `GET /rooms/{room}/layout` shows it (and a dry run answers): the layout,
+/// who has the floor, and the tiles it gives for the room's sessions now.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayoutView {
+    /// The layout (as given, with every default filled in).
+    pub layout: LayoutSpec,
+    /// Who has the floor.
+    pub active_speaker: Option<String>,
+    /// The canvas.
+    pub canvas: Canvas,
+    /// The tiles, region by region (sessions in no tile are not shown, still heard).
+    pub tiles: Vec<TileInfo>,
 }
 
 /// Whether `name` is a valid room name: 1-64 of `[A-Za-z0-9_-]`.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{Canvas, RecordingInfo, SessionInfo};
-use crate::types::{ConnectionState, Rect};
+use crate::types::{ConnectionState, Fit, Rect};
 
 /// Events a room's channel holds for its slowest reader before that reader lags (and resyncs).
 const BACKLOG: usize = 1024;
@@ -58,8 +58,14 @@ impl LeaveReason {
 pub struct TileInfo {
     /// The session shown there.
     pub id: String,
+    /// The layout's region it is in.
+    pub region: String,
     /// Where on the canvas.
     pub rect: Rect,
+    /// Its stacking order (higher is drawn above).
+    pub z: u32,
+    /// How its picture fills it.
+    pub fit: Fit,
 }
 
 /// One message of a room's event stream.
@@ -102,12 +108,19 @@ pub enum RoomEvent {
         /// How many watch now.
         viewers: usize,
     },
-    /// The tiles moved (someone with video joined or left).
+    /// The tiles moved (someone with video joined or left, a new layout, pin or speaker).
     LayoutChanged {
         /// The canvas the tiles are on.
         canvas: Canvas,
-        /// The tiles, in join order.
+        /// The tiles, region by region.
         tiles: Vec<TileInfo>,
+    },
+    /// The floor moved: who the active speaker is now (`null` once they left).
+    ActiveSpeaker {
+        /// Their session id.
+        id: Option<String>,
+        /// Their display name.
+        name: Option<String>,
     },
     /// A session's connection is in trouble (disconnected: may recover; failed: it is gone).
     ConnectionProblem {
@@ -222,6 +235,8 @@ mod tests {
                 name: Some("Ann".into()),
                 state: ConnectionState::Connecting,
                 tile: None,
+                screen: false,
+                pinned: false,
                 audio_muted: false,
                 video_muted: true,
                 speaking: false,

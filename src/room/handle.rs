@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{
-    JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RoomInfo, SessionError,
-    TrickleError,
+    JoinAnswer, JoinError, JoinRequest, LayoutView, RecordingError, RecordingInfo, RoomInfo,
+    SessionError, TrickleError,
 };
+use super::layout::LayoutSpec;
 use crate::auth::Caller;
 use crate::sdp::TrickleFragment;
 use crate::types::{RecordingFormat, SessionRef};
@@ -48,6 +49,23 @@ pub(super) enum RoomCommand {
         caller: Caller,
         audio: Option<bool>,
         video: Option<bool>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// The layout and the tiles it gives now.
+    Layout {
+        reply: oneshot::Sender<LayoutView>,
+    },
+    /// A new layout (checked at the edge): applied, or only composed (a dry run).
+    SetLayout {
+        spec: LayoutSpec,
+        apply: bool,
+        reply: oneshot::Sender<LayoutView>,
+    },
+    /// An administrator pins or unpins a session (the layouts' `pinned` selector).
+    Pin {
+        target: SessionRef,
+        caller: Caller,
+        pinned: bool,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     StartRecording {

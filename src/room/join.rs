@@ -158,6 +158,8 @@ impl RoomActor {
             offer,
             name,
             quality,
+            screen,
+            owner,
             caller,
             slots,
         } = request;
@@ -165,6 +167,21 @@ impl RoomActor {
             let summary = crate::peer::inspect_offer(&offer)
                 .map_err(|e| JoinError::BadOffer(e.to_string()))?;
             let kind = classify(whep, &summary)?;
+            let video_sent = summary
+                .first(MediaKind::Video)
+                .is_some_and(|m| m.direction.sends());
+            if screen && (kind != SessionKind::Contributor || !video_sent) {
+                return Err(JoinError::BadOffer(
+                    "a screen share (?source=screen) is a sendonly WHIP offer with video".into(),
+                ));
+            }
+            if let Some(owner) = owner
+                && !self.sessions.iter().any(|s| s.id == owner)
+            {
+                return Err(JoinError::BadOffer(format!(
+                    "?owner={owner} is no session of this room"
+                )));
+            }
             // What the offer makes is known now: a viewer's token cannot send.
             caller
                 .may_join(&self.ctx.name, kind)
@@ -233,6 +250,8 @@ impl RoomActor {
                 secret: SessionSecret::random(),
                 identity: caller.identity().map(str::to_owned),
                 sends_video,
+                screen,
+                owner,
                 plan,
                 remote_ufrag,
                 output,
@@ -290,6 +309,9 @@ impl RoomActor {
             connect_by: Some(Instant::now() + super::session::CONNECT_DEADLINE),
             peer,
             sends_video: pending.sends_video,
+            screen: pending.screen,
+            owner: pending.owner,
+            pinned: false,
             sending: false,
             output: pending.output,
             tier_policy: TierPolicy::new(

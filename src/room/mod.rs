@@ -15,6 +15,7 @@ mod adaptation;
 mod api;
 mod context;
 pub mod events;
+pub mod floor;
 mod handle;
 mod join;
 pub mod keyframe;
@@ -29,8 +30,8 @@ pub mod uplink;
 pub mod voice;
 
 pub use api::{
-    Canvas, JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RecordingState,
-    RoomInfo, SessionError, SessionInfo, TrickleError, valid_room_name,
+    Canvas, JoinAnswer, JoinError, JoinRequest, LayoutView, RecordingError, RecordingInfo,
+    RecordingState, RoomInfo, SessionError, SessionInfo, TrickleError, valid_room_name,
 };
 pub use handle::RoomHandle;
 pub use recording::Recordings;

@@ -13,12 +13,13 @@ use tokio_util::task::TaskTracker;
 
 use super::actor::RoomActor;
 use super::api::{
-    JoinAnswer, JoinError, JoinRequest, RecordingError, RecordingInfo, RecordingState, RoomInfo,
-    SessionError, TrickleError,
+    JoinAnswer, JoinError, JoinRequest, LayoutView, RecordingError, RecordingInfo, RecordingState,
+    RoomInfo, SessionError, TrickleError,
 };
 use super::context::{Registration, RoomContext};
 use super::events::{EventChannels, RoomEvent};
 use super::handle::{MAILBOX, RoomCommand, RoomGone, RoomHandle};
+use super::layout::LayoutSpec;
 use super::recording::Recordings;
 use crate::admission::Refusal;
 use crate::auth::Caller;
@@ -234,6 +235,46 @@ impl Rooms {
                 caller,
                 audio,
                 video,
+                reply,
+            })
+            .await
+            .unwrap_or(Err(SessionError::Unknown))
+    }
+
+    /// `room`'s layout and the tiles it gives now (`None`: no such room).
+    pub async fn layout(&self, room: &str) -> Option<LayoutView> {
+        let handle = self.get(room)?;
+        handle.ask(|reply| RoomCommand::Layout { reply }).await.ok()
+    }
+
+    /// Gives `room` a new layout (`apply`), or says what it would show (a dry run).
+    pub async fn set_layout(
+        &self,
+        room: &str,
+        spec: LayoutSpec,
+        apply: bool,
+    ) -> Option<LayoutView> {
+        let handle = self.get(room)?;
+        handle
+            .ask(|reply| RoomCommand::SetLayout { spec, apply, reply })
+            .await
+            .ok()
+    }
+
+    /// Pins or unpins a session of `room` (administrators).
+    pub async fn pin(
+        &self,
+        room: &str,
+        target: SessionRef,
+        caller: Caller,
+        pinned: bool,
+    ) -> Result<(), SessionError> {
+        let handle = self.get(room).ok_or(SessionError::Unknown)?;
+        handle
+            .ask(|reply| RoomCommand::Pin {
+                target,
+                caller,
+                pinned,
                 reply,
             })
             .await

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::actor::{PLI_INTERVAL, RoomActor};
 use super::api::{JoinAnswer, JoinError, SessionError, SessionInfo, TrickleError};
 use super::events::{LeaveReason, RoomEvent};
+use super::layout::Tile;
 use super::tiers::TierPolicy;
 use super::voice::{Voice, VoiceMachine};
 use crate::admission::SessionSlots;
@@ -17,8 +18,7 @@ use crate::media::{RtpInput, Tap};
 use crate::peer::{Peer, PeerEvent, PeerEventKind, SendPlan};
 use crate::sdp::TrickleFragment;
 use crate::types::{
-    ConnectionState, MediaKind, OutputKey, Rect, SessionId, SessionKind, SessionRef, SessionSecret,
-    Tier,
+    ConnectionState, MediaKind, OutputKey, SessionId, SessionKind, SessionRef, SessionSecret, Tier,
 };
 
 /// How long a session may take from its answer to `Connected` (ICE and DTLS).
@@ -39,6 +39,12 @@ pub(super) struct Session {
     pub(super) connect_by: Option<Instant>,
     pub(super) peer: Peer,
     pub(super) sends_video: bool,
+    /// A screen share (`?source=screen`): the layouts' `screen` selector picks it.
+    pub(super) screen: bool,
+    /// The session whose screen this is (`?owner=`): it ends with it.
+    pub(super) owner: Option<SessionId>,
+    /// Pinned by an administrator: the layouts' `pinned` selector picks it.
+    pub(super) pinned: bool,
     /// Whether the mix is being sent to it (from its first `Connected` on).
     pub(super) sending: bool,
     /// The video output it receives (codec and tier), if it receives video.
@@ -78,13 +84,18 @@ impl Session {
     }
 
     /// It as `GET /rooms/{room}` shows it; `tiles` is the room's layout.
-    pub(super) fn describe(&self, tiles: &[(SessionId, Rect)]) -> SessionInfo {
+    pub(super) fn describe(&self, tiles: &[Tile]) -> SessionInfo {
         SessionInfo {
             id: self.id.to_string(),
             kind: self.kind,
             name: self.name.clone(),
             state: self.state,
-            tile: tiles.iter().find(|(id, _)| *id == self.id).map(|(_, r)| *r),
+            tile: tiles
+                .iter()
+                .find(|t| t.placement.session == self.id)
+                .map(|t| t.placement.rect),
+            screen: self.screen,
+            pinned: self.pinned,
             audio_muted: self.muted().0,
             video_muted: self.muted().1,
             speaking: self.voice.voice() == Voice::Speaking,
@@ -111,6 +122,9 @@ pub(super) struct Pending {
     pub(super) secret: SessionSecret,
     pub(super) identity: Option<String>,
     pub(super) sends_video: bool,
+    /// A screen share, and whose.
+    pub(super) screen: bool,
+    pub(super) owner: Option<SessionId>,
     pub(super) plan: SendPlan,
     pub(super) remote_ufrag: Option<String>,
     pub(super) output: Option<OutputKey>,
@@ -203,6 +217,19 @@ impl RoomActor {
             self.ctx.publish(RoomEvent::ViewersChanged {
                 viewers: self.viewers(),
             });
+        }
+        if self.leave_floor(session) {
+            self.floor_moved().await;
+        }
+        // A screen it shared ends with it (`?owner=`).
+        let shares: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|o| o.owner == Some(session))
+            .map(|o| o.id)
+            .collect();
+        for share in shares {
+            Box::pin(self.remove_session(share, LeaveReason::Left)).await;
         }
         if s.sends_video {
             self.reflow().await;
@@ -333,13 +360,17 @@ impl RoomActor {
                 if !s.kind.sends() {
                     return;
                 }
-                let tile = self
-                    .tiles()
-                    .into_iter()
-                    .find(|(id, _)| *id == session)
-                    .map(|(_, r)| r);
+                let placement = self
+                    .placed
+                    .iter()
+                    .find(|t| t.placement.session == session)
+                    .map(|t| t.placement);
                 let codec = track.codec.clone();
-                match self.mixer.add_input(session, codec.clone(), tile).await {
+                match self
+                    .mixer
+                    .add_input(session, codec.clone(), placement)
+                    .await
+                {
                     Ok(input) => {
                         let s = &mut self.sessions[idx];
                         s.inputs.push(input.clone());

@@ -4,6 +4,7 @@ mod admission;
 mod auth;
 mod bench;
 mod browser;
+mod composition;
 mod core_mcu;
 mod https;
 mod interop;

@@ -1,4 +1,4 @@
-//! Grid geometry of the composite: pure functions from a tile count and a canvas to rectangles.
+//! The room grid's geometry: pure functions from a tile count and a canvas to rectangles.
 //! Tiles are filled in join order, row by row; a tile keeps its source's aspect ratio inside its
 //! rectangle (the compositor letterboxes on the background), so only the rectangles live here.
 
@@ -25,9 +25,18 @@ pub fn grid(count: usize) -> (u32, u32) {
 /// grid covers the canvas with no seams.
 pub fn tiles(count: usize, width: u32, height: u32) -> Vec<Rect> {
     let (cols, rows) = grid(count);
+    let mut cells = cells(cols, rows, width, height);
+    cells.truncate(count.min(MAX_TILES));
+    cells
+}
+
+/// The `cols` x `rows` cells of a `width` x `height` area, row by row, on even edges that
+/// neighbours share.
+pub fn cells(cols: u32, rows: u32, width: u32, height: u32) -> Vec<Rect> {
+    let (cols, rows) = (cols.max(1), rows.max(1));
     let edge =
         |i: u32, n: u32, total: u32| -> i32 { ((total as u64 * i as u64 / n as u64) & !1) as i32 };
-    (0..count.min(MAX_TILES) as u32)
+    (0..cols * rows)
         .map(|i| {
             let (c, r) = (i % cols, i / cols);
             let x = edge(c, cols, width);

@@ -1,0 +1,141 @@
+//! Placing the video inputs where the room's layout says: each input's compositor pad gets its
+//! tile, stacking order and framing (see [`Placement::frame`]); inputs the layout leaves out are
+//! hidden (alpha 0: the compositor skips them, still decoding, so they come back without a
+//! keyframe). A picture's framing depends on its size, which is known only from its decoder's
+//! caps and may change (a shared window resized): a caps probe re-frames it then.
+
+use std::sync::{Arc, Mutex};
+
+use gst::prelude::*;
+
+use super::mixer::Mixer;
+use crate::types::{Placement, SessionId};
+
+/// Stacking within a region's level: its tiles' video, the camera-off placeholder above it.
+/// A region at z is drawn at `1 + z * Z_STEP` and up (the mix's clock pad is at 0).
+pub(super) const Z_STEP: u32 = 8;
+pub(super) const Z_VIDEO: u32 = 2;
+pub(super) const Z_PLACEHOLDER: u32 = 3;
+
+/// The compositor zorder of a layer of a tile at region level `z`.
+pub(super) fn zorder(z: u32, layer: u32) -> u32 {
+    1 + z * Z_STEP + layer
+}
+
+/// What an input's pad is framed by: its placement (none: hidden) and its picture's size.
+#[derive(Debug, Default)]
+pub(super) struct Framing {
+    pub(super) placement: Option<Placement>,
+    pub(super) source: Option<(u32, u32)>,
+}
+
+/// Shared by the mixer's thread (new placements) and the input's caps probe (new sizes): a
+/// std Mutex held for a few property sets, never across anything that waits.
+pub(super) type SharedFraming = Arc<Mutex<Framing>>;
+
+fn lock(f: &SharedFraming) -> std::sync::MutexGuard<'_, Framing> {
+    // Plain assignments under the lock: a poisoned one still holds consistent data.
+    f.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets the compositor pad (and the crop) of a placed input. The pad's alpha is not touched
+/// here: whether it shows is the mixer's (placement and camera-off).
+pub(super) fn apply(framing: &Framing, pad: &gst::Pad, crop: Option<&gst::Element>) {
+    let Some(placement) = framing.placement else {
+        return;
+    };
+    let framed = placement.frame(framing.source);
+    pad.set_property_from_str(
+        "sizing-policy",
+        if framed.keep_aspect {
+            "keep-aspect-ratio"
+        } else {
+            "none"
+        },
+    );
+    pad.set_property("zorder", zorder(placement.z, Z_VIDEO));
+    pad.set_property("xpos", framed.rect.x);
+    pad.set_property("ypos", framed.rect.y);
+    pad.set_property("width", framed.rect.width);
+    pad.set_property("height", framed.rect.height);
+    if let Some(crop) = crop {
+        let set = |name: &str, v: i32| {
+            if crop.property::<i32>(name) != v {
+                crop.set_property(name, v);
+            }
+        };
+        set("left", framed.crop.left);
+        set("right", framed.crop.right);
+        set("top", framed.crop.top);
+        set("bottom", framed.crop.bottom);
+    }
+}
+
+/// Re-frames an input whenever its decoder's picture size changes (the caps on `watched`, the
+/// crop's sink pad). The probe only reads the size and sets properties: no waiting.
+pub(super) fn watch_source_size(
+    watched: &gst::Pad,
+    framing: SharedFraming,
+    pad: gst::Pad,
+    crop: Option<gst::Element>,
+) {
+    watched.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view())
+            && let Some(s) = caps.caps().structure(0)
+            && let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height"))
+        {
+            let mut f = lock(&framing);
+            let size = Some((w.max(0) as u32, h.max(0) as u32));
+            if f.source != size {
+                f.source = size;
+                apply(&f, &pad, crop.as_ref());
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+impl Mixer {
+    /// Places every video input (and its placeholder) where `placements` says, and hides the
+    /// ones it leaves out. Set on the pads in one go between two composed frames.
+    pub(super) fn set_placements(&mut self, placements: &[Placement]) {
+        self.placements = placements.iter().map(|p| (p.session, *p)).collect();
+        let sessions: Vec<SessionId> = self
+            .video_inputs
+            .keys()
+            .chain(self.placeholders.keys())
+            .copied()
+            .collect();
+        for session in sessions {
+            self.place(session);
+        }
+    }
+
+    /// Frames `session`'s video pad and placeholder by its placement and camera state.
+    pub(super) fn place(&self, session: SessionId) {
+        let placement = self.placements.get(&session).copied();
+        let muted = self.video_muted.contains(&session);
+        if let Some(input) = self.video_inputs.get(&session)
+            && let Some(pad) = &input.compositor_pad
+        {
+            let mut f = lock(&input.framing);
+            f.placement = placement;
+            apply(&f, pad, input.crop.as_ref());
+            let shown = placement.is_some() && !muted;
+            pad.set_property("alpha", if shown { 1.0f64 } else { 0.0 });
+        }
+        if let Some(p) = self.placeholders.get(&session) {
+            if let Some(placement) = placement {
+                // The still picture is letterboxed into the whole tile, above the video.
+                p.pad
+                    .set_property_from_str("sizing-policy", "keep-aspect-ratio");
+                p.pad
+                    .set_property("zorder", zorder(placement.z, Z_PLACEHOLDER));
+                super::pads::set_geometry(&p.pad, placement.rect);
+            }
+            let shown = placement.is_some() && muted;
+            p.pad
+                .set_property("alpha", if shown { 1.0f64 } else { 0.0 });
+        }
+    }
+}
