@@ -196,6 +196,41 @@ pub struct AudioLevel {
     pub ms: u16,
 }
 
+/// A name drawn on a tile (server-rendered, once per composite frame for every receiver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Whose tile.
+    pub session: SessionId,
+    /// What it says.
+    pub text: String,
+    /// Where its band goes.
+    pub rect: Rect,
+    /// The region level of its tile.
+    pub z: u32,
+}
+
+/// The border drawn around the active speaker's tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Highlight {
+    /// The tile.
+    pub rect: Rect,
+    /// The region level of the tile.
+    pub z: u32,
+    /// The border's width in pixels.
+    pub thickness: i32,
+}
+
+/// What the room's layout draws besides the videos.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decorations {
+    /// Names on tiles (empty with labels off).
+    pub labels: Vec<Label>,
+    /// The active speaker's border (none with the highlight off, or without a shown speaker).
+    pub highlight: Option<Highlight>,
+    /// The canvas colour, 0xRRGGBB.
+    pub background: u32,
+}
+
 /// Pixels cut from each edge of a picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Crop {

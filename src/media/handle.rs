@@ -30,7 +30,9 @@ use super::mixer::{Mixer, MixerStats, Taps};
 use super::video_output::Tap;
 use super::{MediaError, Recorder, Templates};
 use crate::config::MixConfig;
-use crate::types::{InputCodec, OutputKey, Placement, RecordingFormat, SessionId, VideoCodec};
+use crate::types::{
+    Decorations, InputCodec, OutputKey, Placement, RecordingFormat, SessionId, VideoCodec,
+};
 
 /// Commands the room may queue before it waits for the mixer.
 const COMMANDS: usize = 64;
@@ -62,6 +64,7 @@ enum Command {
         done: Option<oneshot::Sender<()>>,
     },
     SetPlacements(Vec<Placement>),
+    SetDecorations(Decorations),
     SetMutedAudio {
         session: SessionId,
         muted: bool,
@@ -228,6 +231,11 @@ impl MixerHandle {
         self.send(Command::SetPlacements(placements)).await;
     }
 
+    /// Draws the layout's labels, the speaker's border and the background.
+    pub async fn set_decorations(&self, decorations: Decorations) {
+        self.send(Command::SetDecorations(decorations)).await;
+    }
+
     /// Silences (or restores) `session`'s voice in every mix.
     pub async fn set_muted_audio(&self, session: SessionId, muted: bool) {
         self.send(Command::SetMutedAudio { session, muted }).await;
@@ -355,6 +363,7 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
                 }
             }
             Command::SetPlacements(placements) => mixer.set_placements(&placements),
+            Command::SetDecorations(d) => mixer.set_decorations(&d),
             Command::SetMutedAudio { session, muted } => mixer.set_muted_audio(session, muted),
             Command::SetMutedVideo {
                 session,

@@ -11,6 +11,7 @@ use gst::prelude::*;
 
 use super::audio_mix::{AudioLink, AudioMix, new_audio_mix};
 use super::bus::{Signals, watch_bus};
+use super::decor::Decor;
 use super::input::Input;
 use super::placeholder::Placeholder;
 use super::video_output::{Tap, VideoOutput, add_video_output};
@@ -64,6 +65,8 @@ pub(super) struct Mixer {
     pub(super) signals: Arc<Signals>,
     /// The canvas and bitrates (each mix-minus is built with them).
     pub(super) mix: MixConfig,
+    /// Labels, the speaker's border, the background.
+    pub(super) decor: Decor,
     /// Whether the pipeline was started ([`Mixer::wake`]).
     awake: bool,
     _live: Live,
@@ -140,6 +143,7 @@ impl Mixer {
             audio_muted: Default::default(),
             signals,
             mix: mix.clone(),
+            decor: Decor::default(),
             awake: false,
             _live: Live::new(&metrics::PIPELINES),
         };
@@ -266,6 +270,7 @@ impl Mixer {
             self.remove_placeholder(p);
         }
         self.placements.remove(&session);
+        self.remove_label(session);
         self.video_muted.remove(&session);
         self.audio_muted.remove(&session);
         self.dump_graph(&format!("removed-{session}"));

@@ -17,6 +17,7 @@
 
 mod audio_mix;
 mod bus;
+mod decor;
 mod handle;
 mod input;
 mod mixer;

@@ -49,6 +49,18 @@ const EMBEDDED: &[(&str, &str)] = &[
         "video-placeholder.pipeline",
         include_str!("../../pipelines/video-placeholder.pipeline"),
     ),
+    (
+        "video-label.pipeline",
+        include_str!("../../pipelines/video-label.pipeline"),
+    ),
+    (
+        "video-highlight.pipeline",
+        include_str!("../../pipelines/video-highlight.pipeline"),
+    ),
+    (
+        "video-background.pipeline",
+        include_str!("../../pipelines/video-background.pipeline"),
+    ),
 ];
 
 /// The loaded descriptions.

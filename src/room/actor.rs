@@ -33,7 +33,7 @@ use crate::auth::{Denied, SessionRight};
 use crate::media::{MixerEvent, MixerEvents, MixerHandle};
 use crate::metrics::{self, Live};
 use crate::peer::{self, PeerEvent};
-use crate::types::{OutputKey, SessionId};
+use crate::types::{Decorations, OutputKey, SessionId};
 
 /// PLIs to one sender at most this often: decoders ask on every lost frame.
 pub(super) const PLI_INTERVAL: Duration = Duration::from_millis(300);
@@ -62,6 +62,8 @@ pub(super) struct RoomActor {
     pub(super) floor: Floor,
     /// The tiles last given to the mixer.
     pub(super) placed: Vec<Tile>,
+    /// The decorations last given to the mixer.
+    pub(super) decorated: Decorations,
     /// Each video output's measured bitrate: (bytes, when) of the last sample, and the rate.
     pub(super) output_rates: HashMap<OutputKey, (u64, Instant, f64)>,
     empty_since: Option<Instant>,
@@ -88,6 +90,7 @@ impl RoomActor {
             floor: super::tiling::floor_for(&layout),
             layout,
             placed: Vec::new(),
+            decorated: Decorations::default(),
             ctx,
             mixer,
             mixer_events,

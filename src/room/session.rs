@@ -321,6 +321,8 @@ impl RoomActor {
             self.ask_sender_for_keyframe(id);
         }
         self.publish_updated(idx);
+        // Its label's muted mark.
+        self.redecorate().await;
     }
 
     /// Sends `session`'s video sender a PLI, at most once per [`PLI_INTERVAL`] (in the

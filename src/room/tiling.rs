@@ -6,7 +6,9 @@ use super::actor::RoomActor;
 use super::api::{Canvas, LayoutView};
 use super::events::{RoomEvent, TileInfo};
 use super::floor::Floor;
+use super::layout::decor::{Named, decorate};
 use super::layout::{self, LayoutSpec, Preset, Region, Source, Stage, Tile};
+use super::session::Session;
 use super::uplink;
 use crate::types::{AudioLevel, Rect, SessionId};
 
@@ -85,6 +87,7 @@ impl RoomActor {
     pub(super) async fn reflow(&mut self) {
         let tiles = self.tiles();
         if tiles == self.placed {
+            self.redecorate().await;
             return;
         }
         self.mixer
@@ -107,6 +110,46 @@ impl RoomActor {
             tiles: tile_infos(&tiles),
         });
         self.placed = tiles;
+        self.redecorate().await;
+    }
+
+    /// Redraws the labels, the speaker's border and the background if they changed (a new
+    /// layout or speaker, a microphone muted).
+    pub(super) async fn redecorate(&mut self) {
+        let named = |id: SessionId| {
+            let s = self.sessions.iter().find(|s| s.id == id);
+            Named {
+                name: s.and_then(|s| self.label_name(s)),
+                muted: s.is_some_and(|s| s.muted().0),
+            }
+        };
+        let decorations = decorate(
+            &self.layout,
+            &self.placed,
+            named,
+            self.floor.speaker(),
+            self.ctx.config.mix.height,
+        );
+        if decorations != self.decorated {
+            self.decorated = decorations.clone();
+            self.mixer.set_decorations(decorations).await;
+        }
+    }
+
+    /// What a session's label says: its name; a screen, its sharer's name and "screen".
+    fn label_name(&self, s: &Session) -> Option<String> {
+        if !s.screen {
+            return s.name.clone();
+        }
+        let owner = s
+            .owner
+            .and_then(|o| self.sessions.iter().find(|x| x.id == o))
+            .and_then(|o| o.name.clone())
+            .or_else(|| s.name.clone());
+        Some(match owner {
+            Some(name) => format!("{name} (screen)"),
+            None => "Screen".to_owned(),
+        })
     }
 
     /// An input's levels since its last report: the floor may move.

@@ -4,6 +4,7 @@
 //! [`crate::types::Placement`]s.
 
 pub mod compose;
+pub mod decor;
 pub mod grid;
 pub mod spec;
 

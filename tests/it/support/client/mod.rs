@@ -80,6 +80,8 @@ pub struct JoinOptions {
     /// Offer the RFC 6464 audio level extension and state this level (-dBov, 0..=127) in every
     /// audio packet, whatever the audio says: the server must take the sender's word for it.
     pub stated_level: Option<u8>,
+    /// More query parameters for the offer's URL (`source=screen`, `owner=...`).
+    pub query: Vec<(&'static str, String)>,
 }
 
 /// What the client is to the room, which decides the endpoint and the SDP directions.
@@ -315,6 +317,9 @@ impl TestClient {
         let mut url = offer_url(base_url, room, role, name)?;
         if let Some(quality) = options.quality {
             url.query_pairs_mut().append_pair("quality", quality);
+        }
+        for (key, value) in &options.query {
+            url.query_pairs_mut().append_pair(key, value);
         }
         let response = http::send(
             reqwest::Method::POST,
