@@ -79,6 +79,8 @@ pub struct Joiner {
     pub http: reqwest::Client,
     pub base: String,
     media: Arc<PreparedMedia>,
+    /// Sessions joined so far (each is named after its number).
+    joined: std::sync::atomic::AtomicUsize,
 }
 
 impl Joiner {
@@ -87,7 +89,12 @@ impl Joiner {
             .no_proxy()
             .timeout(Duration::from_secs(15))
             .build()?;
-        Ok(Joiner { http, base, media })
+        Ok(Joiner {
+            http,
+            base,
+            media,
+            joined: Default::default(),
+        })
     }
 
     /// Joins `room`: `send` picks what it replays, `whep` makes it a viewer. Returns once the
@@ -200,9 +207,17 @@ impl Joiner {
         offer: String,
     ) -> Result<(String, String)> {
         let endpoint = if whep { "whep" } else { "whip" };
+        // A name, as people have: the server draws it on the tile (what a layout with labels
+        // costs is measured with them).
+        let n = self
+            .joined
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = self
             .http
-            .post(format!("{}/rooms/{room}/{endpoint}", self.base))
+            .post(format!(
+                "{}/rooms/{room}/{endpoint}?name=sim-{n}",
+                self.base
+            ))
             .header("content-type", "application/sdp")
             .body(offer)
             .send()

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use gst::prelude::*;
 
 use super::mixer::Mixer;
-use super::pads::{block_until_idle, remove_bin, set_geometry};
+use super::pads::{Edits, block_until_idle, remove_bin};
 use super::tiles::zorder;
 use super::{MediaError, build_err};
 use crate::types::{Decorations, Highlight, Rect, SessionId};
@@ -44,6 +44,7 @@ impl Mixer {
     /// Draws `d`: labels made, moved, re-texted or hidden; the border moved or hidden; the
     /// background remade if its colour changed.
     pub(super) fn set_decorations(&mut self, d: &Decorations) {
+        let mut edits = Edits::default();
         for label in &d.labels {
             if !self.decor.labels.contains_key(&label.session) {
                 match self.add_still(
@@ -73,20 +74,21 @@ impl Mixer {
                 *text = label.text.clone();
             }
             let pad = &still.pads[0];
-            pad.set_property("zorder", zorder(label.z, Z_LABEL));
-            set_geometry(pad, label.rect);
-            pad.set_property("alpha", LABEL_ALPHA);
+            edits.set(pad, "zorder", zorder(label.z, Z_LABEL));
+            edits.geometry(pad, label.rect);
+            edits.set(pad, "alpha", LABEL_ALPHA);
         }
         for (session, (still, _)) in &self.decor.labels {
             if !d.labels.iter().any(|l| l.session == *session) {
-                still.pads[0].set_property("alpha", 0.0f64);
+                edits.set(&still.pads[0], "alpha", 0.0f64);
             }
         }
-        self.set_highlight(d.highlight);
-        self.set_background(d.background);
+        self.set_highlight(&mut edits, d.highlight);
+        self.set_background(&mut edits, d.background);
+        self.commit(edits);
     }
 
-    fn set_highlight(&mut self, highlight: Option<Highlight>) {
+    fn set_highlight(&mut self, edits: &mut Edits, highlight: Option<Highlight>) {
         if highlight.is_some() && self.decor.highlight.is_none() {
             match self.add_still(
                 "video-highlight.pipeline",
@@ -103,7 +105,7 @@ impl Mixer {
         };
         let Some(h) = highlight else {
             for pad in &still.pads {
-                pad.set_property("alpha", 0.0f64);
+                edits.set(pad, "alpha", 0.0f64);
             }
             return;
         };
@@ -126,13 +128,13 @@ impl Mixer {
             },
         ];
         for (pad, bar) in still.pads.iter().zip(bars) {
-            pad.set_property("zorder", zorder(h.z, Z_HIGHLIGHT));
-            set_geometry(pad, bar);
-            pad.set_property("alpha", 1.0f64);
+            edits.set(pad, "zorder", zorder(h.z, Z_HIGHLIGHT));
+            edits.geometry(pad, bar);
+            edits.set(pad, "alpha", 1.0f64);
         }
     }
 
-    fn set_background(&mut self, rgb: u32) {
+    fn set_background(&mut self, edits: &mut Edits, rgb: u32) {
         if self.decor.background.as_ref().map(|(c, _)| *c) == Some(rgb)
             || (rgb == 0 && self.decor.background.is_none())
         {
@@ -153,8 +155,9 @@ impl Mixer {
         match self.add_still("video-background.pipeline", &values, &["out"], "background") {
             Ok(still) => {
                 let pad = &still.pads[0];
-                pad.set_property("zorder", Z_BACKGROUND);
-                set_geometry(
+                edits.set(pad, "zorder", Z_BACKGROUND);
+                edits.set(pad, "alpha", 1.0f64);
+                edits.geometry(
                     pad,
                     Rect {
                         x: 0,

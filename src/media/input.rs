@@ -12,8 +12,9 @@ use gst::prelude::*;
 
 use super::bus::{Signals, watch_keyframe_requests};
 use super::mixer::Mixer;
+use super::pads::Edits;
 use super::pads::{block_until_idle, remove_bin};
-use super::tiles::{SharedFraming, apply, watch_source_size};
+use super::tiles::{SharedFraming, frame, watch_source_size};
 use super::{MediaError, build_err};
 use crate::rtp::packet as rtp_packet;
 use crate::speaking::{Speech, VoiceGate, dbov};
@@ -294,13 +295,18 @@ impl Mixer {
                     self.placements.insert(session, placement);
                 }
                 let placement = self.placements.get(&session).copied();
+                // Hidden until its place is applied, at a frame boundary (long before its
+                // decoder's first keyframe).
+                pad.set_property("alpha", 0.0f64);
+                let mut edits = Edits::default();
                 {
                     let mut framing = input.framing.lock().unwrap_or_else(|p| p.into_inner());
                     framing.placement = placement;
-                    apply(&framing, &pad, input.crop.as_ref());
+                    frame(&mut edits, &framing, &pad, input.crop.as_ref());
                 }
                 let shown = placement.is_some() && !self.video_muted.contains(&session);
-                pad.set_property("alpha", if shown { 1.0f64 } else { 0.0 });
+                edits.set(&pad, "alpha", if shown { 1.0f64 } else { 0.0 });
+                self.commit(edits);
                 // The decoder's picture size, read before the crop cuts it.
                 let watched = input
                     .crop
@@ -312,6 +318,7 @@ impl Mixer {
                     input.framing.clone(),
                     pad.clone(),
                     input.crop.clone(),
+                    self.frame_edits.clone(),
                 );
                 input.compositor_pad = Some(pad.clone());
                 src.link(&pad)

@@ -13,6 +13,7 @@ use super::audio_mix::{AudioLink, AudioMix, new_audio_mix};
 use super::bus::{Signals, watch_bus};
 use super::decor::Decor;
 use super::input::Input;
+use super::pads::FrameEdits;
 use super::placeholder::Placeholder;
 use super::video_output::{Tap, VideoOutput, add_video_output};
 use super::{MediaError, Recorder, Templates, build_err};
@@ -67,6 +68,8 @@ pub(super) struct Mixer {
     pub(super) mix: MixConfig,
     /// Labels, the speaker's border, the background.
     pub(super) decor: Decor,
+    /// Pad changes waiting for the next frame boundary (see `pads::FrameEdits`).
+    pub(super) frame_edits: Arc<FrameEdits>,
     /// Whether the pipeline was started ([`Mixer::wake`]).
     awake: bool,
     _live: Live,
@@ -120,6 +123,8 @@ impl Mixer {
             }
         }
         watch_bus(&pipeline, signals.clone());
+        let frame_edits = Arc::new(FrameEdits::default());
+        frame_edits.watch(&compositor);
 
         let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone")?;
         everyone
@@ -144,6 +149,7 @@ impl Mixer {
             signals,
             mix: mix.clone(),
             decor: Decor::default(),
+            frame_edits,
             awake: false,
             _live: Live::new(&metrics::PIPELINES),
         };
@@ -175,6 +181,11 @@ impl Mixer {
             .set_state(gst::State::Playing)
             .map_err(|e| build_err("starting the room pipeline", e))?;
         Ok(())
+    }
+
+    /// Whether the pipeline plays (composes frames).
+    pub(super) fn is_awake(&self) -> bool {
+        self.awake
     }
 
     /// The taps of the outputs that exist from the start.

@@ -5,7 +5,7 @@
 use gst::prelude::*;
 
 use super::mixer::Mixer;
-use super::pads::{block_until_idle, remove_bin};
+use super::pads::{Edits, block_until_idle, remove_bin};
 use super::{MediaError, build_err};
 use crate::types::SessionId;
 
@@ -28,7 +28,9 @@ impl Mixer {
                 tracing::warn!(%session, "showing the camera-off placeholder: {e}");
             }
             // The video is hidden, so the compositor does not even convert its stale frame.
-            self.place(session);
+            let mut edits = Edits::default();
+            self.place(&mut edits, session);
+            self.commit(edits);
             return;
         }
         self.video_muted.remove(&session);
@@ -99,6 +101,8 @@ impl Mixer {
             .compositor
             .request_pad_simple("sink_%u")
             .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
+        // Hidden until placed.
+        pad.set_property("alpha", 0.0f64);
         let placeholder = Placeholder {
             bin: bin.clone(),
             pad: pad.clone(),
@@ -119,7 +123,9 @@ impl Mixer {
             Ok(()) => {
                 self.placeholders.insert(session, placeholder);
                 // Above the session's video, filling its tile, if the layout shows it.
-                self.place(session);
+                let mut edits = Edits::default();
+                self.place(&mut edits, session);
+                self.commit(edits);
                 self.dump_graph(&format!("placeholder-{session}"));
                 Ok(())
             }

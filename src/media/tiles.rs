@@ -2,13 +2,16 @@
 //! tile, stacking order and framing (see [`Placement::frame`]); inputs the layout leaves out are
 //! hidden (alpha 0: the compositor skips them, still decoding, so they come back without a
 //! keyframe). A picture's framing depends on its size, which is known only from its decoder's
-//! caps and may change (a shared window resized): a caps probe re-frames it then.
+//! caps and may change (a shared window resized): a caps probe re-frames it then. Every change
+//! is applied between two composed frames (see `pads::FrameEdits`), so no frame shows a layout
+//! half moved.
 
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
 use super::mixer::Mixer;
+use super::pads::{Edits, FrameEdits};
 use crate::types::{Placement, SessionId};
 
 /// Stacking within a region's level: its tiles' video, the camera-off placeholder above it.
@@ -38,46 +41,43 @@ fn lock(f: &SharedFraming) -> std::sync::MutexGuard<'_, Framing> {
     f.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Sets the compositor pad (and the crop) of a placed input. The pad's alpha is not touched
+/// Frames the compositor pad (and the crop) of a placed input. The pad's alpha is not touched
 /// here: whether it shows is the mixer's (placement and camera-off).
-pub(super) fn apply(framing: &Framing, pad: &gst::Pad, crop: Option<&gst::Element>) {
+pub(super) fn frame(
+    edits: &mut Edits,
+    framing: &Framing,
+    pad: &gst::Pad,
+    crop: Option<&gst::Element>,
+) {
     let Some(placement) = framing.placement else {
         return;
     };
     let framed = placement.frame(framing.source);
-    pad.set_property_from_str(
-        "sizing-policy",
-        if framed.keep_aspect {
-            "keep-aspect-ratio"
-        } else {
-            "none"
-        },
-    );
-    pad.set_property("zorder", zorder(placement.z, Z_VIDEO));
-    pad.set_property("xpos", framed.rect.x);
-    pad.set_property("ypos", framed.rect.y);
-    pad.set_property("width", framed.rect.width);
-    pad.set_property("height", framed.rect.height);
+    let policy = if framed.keep_aspect {
+        "keep-aspect-ratio"
+    } else {
+        "none"
+    };
+    edits.set_nick(pad, "sizing-policy", policy);
+    edits.set(pad, "zorder", zorder(placement.z, Z_VIDEO));
+    edits.geometry(pad, framed.rect);
     if let Some(crop) = crop {
-        let set = |name: &str, v: i32| {
-            if crop.property::<i32>(name) != v {
-                crop.set_property(name, v);
-            }
-        };
-        set("left", framed.crop.left);
-        set("right", framed.crop.right);
-        set("top", framed.crop.top);
-        set("bottom", framed.crop.bottom);
+        edits.set(crop, "left", framed.crop.left);
+        edits.set(crop, "right", framed.crop.right);
+        edits.set(crop, "top", framed.crop.top);
+        edits.set(crop, "bottom", framed.crop.bottom);
     }
 }
 
 /// Re-frames an input whenever its decoder's picture size changes (the caps on `watched`, the
-/// crop's sink pad). The probe only reads the size and sets properties: no waiting.
+/// crop's sink pad), at the next frame boundary. The probe only reads the size and queues the
+/// edits: no waiting.
 pub(super) fn watch_source_size(
     watched: &gst::Pad,
     framing: SharedFraming,
     pad: gst::Pad,
     crop: Option<gst::Element>,
+    frame_edits: Arc<FrameEdits>,
 ) {
     watched.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
         if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view())
@@ -88,7 +88,9 @@ pub(super) fn watch_source_size(
             let size = Some((w.max(0) as u32, h.max(0) as u32));
             if f.source != size {
                 f.source = size;
-                apply(&f, &pad, crop.as_ref());
+                let mut edits = Edits::default();
+                frame(&mut edits, &f, &pad, crop.as_ref());
+                frame_edits.queue(edits);
             }
         }
         gst::PadProbeReturn::Ok
@@ -97,7 +99,7 @@ pub(super) fn watch_source_size(
 
 impl Mixer {
     /// Places every video input (and its placeholder) where `placements` says, and hides the
-    /// ones it leaves out. Set on the pads in one go between two composed frames.
+    /// ones it leaves out, all between the same two composed frames.
     pub(super) fn set_placements(&mut self, placements: &[Placement]) {
         self.placements = placements.iter().map(|p| (p.session, *p)).collect();
         let sessions: Vec<SessionId> = self
@@ -106,13 +108,15 @@ impl Mixer {
             .chain(self.placeholders.keys())
             .copied()
             .collect();
+        let mut edits = Edits::default();
         for session in sessions {
-            self.place(session);
+            self.place(&mut edits, session);
         }
+        self.commit(edits);
     }
 
     /// Frames `session`'s video pad and placeholder by its placement and camera state.
-    pub(super) fn place(&self, session: SessionId) {
+    pub(super) fn place(&self, edits: &mut Edits, session: SessionId) {
         let placement = self.placements.get(&session).copied();
         let muted = self.video_muted.contains(&session);
         if let Some(input) = self.video_inputs.get(&session)
@@ -120,22 +124,30 @@ impl Mixer {
         {
             let mut f = lock(&input.framing);
             f.placement = placement;
-            apply(&f, pad, input.crop.as_ref());
+            frame(edits, &f, pad, input.crop.as_ref());
             let shown = placement.is_some() && !muted;
-            pad.set_property("alpha", if shown { 1.0f64 } else { 0.0 });
+            edits.set(pad, "alpha", if shown { 1.0f64 } else { 0.0 });
         }
         if let Some(p) = self.placeholders.get(&session) {
             if let Some(placement) = placement {
                 // The still picture is letterboxed into the whole tile, above the video.
-                p.pad
-                    .set_property_from_str("sizing-policy", "keep-aspect-ratio");
-                p.pad
-                    .set_property("zorder", zorder(placement.z, Z_PLACEHOLDER));
-                super::pads::set_geometry(&p.pad, placement.rect);
+                edits.set_nick(&p.pad, "sizing-policy", "keep-aspect-ratio");
+                edits.set(&p.pad, "zorder", zorder(placement.z, Z_PLACEHOLDER));
+                edits.geometry(&p.pad, placement.rect);
             }
             let shown = placement.is_some() && muted;
-            p.pad
-                .set_property("alpha", if shown { 1.0f64 } else { 0.0 });
+            edits.set(&p.pad, "alpha", if shown { 1.0f64 } else { 0.0 });
+        }
+    }
+
+    /// Applies `edits` between two composed frames (at once while the pipeline sleeps: no
+    /// frame is composed then).
+    pub(super) fn commit(&self, edits: Edits) {
+        if self.is_awake() {
+            self.frame_edits.queue(edits);
+        } else {
+            self.frame_edits.apply_queued();
+            edits.apply();
         }
     }
 }

@@ -175,13 +175,37 @@ impl RoomActor {
                     "a screen share (?source=screen) is a sendonly WHIP offer with video".into(),
                 ));
             }
-            if let Some(owner) = owner
-                && !self.sessions.iter().any(|s| s.id == owner)
-            {
-                return Err(JoinError::BadOffer(format!(
-                    "?owner={owner} is no session of this room"
-                )));
-            }
+            // A screen is tied to the session sharing it, and ends with it: the one `?owner=`
+            // names (with tokens, it must be of the caller's own identity), else the caller's
+            // own camera session.
+            let owner = match owner {
+                Some(owner) => {
+                    let found = self
+                        .sessions
+                        .iter()
+                        .find(|s| s.id == owner)
+                        .ok_or_else(|| {
+                            JoinError::BadOffer(format!(
+                                "?owner={owner} is no session of this room"
+                            ))
+                        })?;
+                    if let Some(identity) = caller.identity()
+                        && found.identity.as_deref() != Some(identity)
+                    {
+                        return Err(JoinError::Forbidden(crate::auth::Denied(
+                            "?owner= must be a session of the token's own identity".into(),
+                        )));
+                    }
+                    Some(owner)
+                }
+                None if screen => caller.identity().and_then(|identity| {
+                    self.sessions
+                        .iter()
+                        .find(|s| !s.screen && s.identity.as_deref() == Some(identity))
+                        .map(|s| s.id)
+                }),
+                None => None,
+            };
             // What the offer makes is known now: a viewer's token cannot send.
             caller
                 .may_join(&self.ctx.name, kind)
@@ -196,9 +220,9 @@ impl RoomActor {
             if kind.sends() && self.sending_sessions() >= max {
                 return Err(JoinError::RoomFull(max));
             }
-            Ok((summary, kind))
+            Ok((summary, kind, owner))
         })();
-        let (summary, kind) = match prepared {
+        let (summary, kind, owner) = match prepared {
             Ok(ok) => ok,
             Err(e) => {
                 let _ = reply.send(Err(e));

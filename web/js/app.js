@@ -1,5 +1,10 @@
 // The participant page: pick devices, join a room over WHIP with trickle ICE, watch the one
-// mixed stream, mute, leave; the participant list comes from the room's event stream.
+// mixed stream, mute, share a screen, leave; the participant list comes from the room's event
+// stream.
+//
+// A shared screen is a session of its own (WHIP has no renegotiation): a sendonly WHIP offer
+// with `?source=screen&owner=<this session's id>`, which the server shows large while it lasts
+// and ends with this session.
 //
 // Query parameters: `room`, `name` prefill the form; `mode=view` opens the viewer page instead;
 // `trickle=0` sends one complete offer after ICE gathering (to compare join times).
@@ -36,6 +41,10 @@ const state = {
   trickle: params.get('trickle') !== '0',
   // The access token of the link this page was opened with (`?token=`), if the server needs one.
   token: params.get('token') || '',
+  // The screen being shared: { pc, session, stream }.
+  share: null,
+  room: null,
+  name: null,
 };
 window.tessera = state;
 
@@ -143,6 +152,8 @@ async function join(event) {
     return;
   }
   state.selfId = session.id || sessionIdOf(session.location);
+  state.room = room;
+  state.name = name;
   const keep = state.token ? `&token=${encodeURIComponent(state.token)}` : '';
   history.replaceState(null, '', `/?room=${encodeURIComponent(room)}${keep}`);
   $('room-title').textContent = room;
@@ -248,9 +259,52 @@ async function setSending(kind, on) {
   await sendMuteState();
 }
 
+function setShareButton(sharing) {
+  $('toggle-share').textContent = sharing ? 'Stop sharing' : 'Share screen';
+  $('toggle-share').classList.toggle('off', sharing);
+}
+
+async function startShare() {
+  if (state.share || !state.session) return;
+  let stream;
+  try {
+    // A screen is read, not watched: a modest frame rate keeps text sharp within the bitrate.
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+  } catch (e) {
+    if (e && e.name !== 'NotAllowedError') showError($('call-error'), `The screen could not be shared: ${e.message || e}`);
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: state.iceServers });
+  pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  const query = `source=screen&owner=${encodeURIComponent(state.selfId)}&name=${encodeURIComponent(state.name)}`;
+  const session = new HttpSession(`/rooms/${encodeURIComponent(state.room)}/whip?${query}`, { trickle: state.trickle, token: state.token });
+  const share = { pc, session, stream };
+  state.share = share;
+  setShareButton(true);
+  // The browser's own "Stop sharing" ends the track: end the session with it.
+  track.addEventListener('ended', () => stopShare(share));
+  try {
+    await session.start(pc);
+  } catch (e) {
+    showError($('call-error'), describeJoinError(e));
+    await stopShare(share);
+  }
+}
+
+async function stopShare(share = state.share) {
+  if (!share || state.share !== share) return;
+  state.share = null;
+  setShareButton(false);
+  share.stream.getTracks().forEach((t) => t.stop());
+  await share.session.stop();
+  share.pc.close();
+}
+
 async function leave() {
   // When this person left, by the page's clock (tests compare it with the others' pages).
   state.leftAt = Date.now();
+  await stopShare();
   const { session, pc, watch } = state;
   state.pc = null;
   state.session = null;
@@ -285,6 +339,9 @@ async function init() {
   $('toggle-mic').addEventListener('click', () => setSending('audio', !state.micOn));
   $('toggle-cam').addEventListener('click', () => setSending('video', !state.camOn));
   $('leave').addEventListener('click', leave);
+  $('toggle-share').addEventListener('click', () => (state.share ? stopShare() : startShare()));
+  // Sharing needs getDisplayMedia (not on most phones).
+  $('toggle-share').hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
   // A closing tab leaves the room at once rather than after the ICE timeout.
   addEventListener('pagehide', () => {
     if (state.session) state.session.stop();

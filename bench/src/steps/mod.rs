@@ -6,6 +6,7 @@ mod capacity;
 mod fanout;
 mod ladder;
 mod latency;
+mod layout;
 mod waiting;
 
 use std::path::PathBuf;
@@ -89,6 +90,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if !args.audio_only && !args.fanout_only {
         capacity::run(&mut bench).await?;
         ladder::run(&mut bench)?;
+        layout::run(&mut bench).await?;
     }
     if !args.capacity_only && !args.audio_only {
         fanout::run(&mut bench).await?;

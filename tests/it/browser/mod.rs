@@ -523,4 +523,5 @@ fn issue4_errors_reach_the_person() -> Result<()> {
 
 mod access;
 mod relay;
+mod share;
 mod uplink;
