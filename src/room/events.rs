@@ -83,6 +83,8 @@ pub enum RoomEvent {
         participants: Vec<SessionInfo>,
         /// How many viewers watch.
         viewers: usize,
+        /// Who has the floor (a session id).
+        active_speaker: Option<String>,
     },
     /// Someone who sends media joined (their peer connection may still be connecting).
     ParticipantJoined {

@@ -368,12 +368,14 @@ impl Rooms {
                 live: true,
                 participants: info.participants,
                 viewers: info.viewers.len(),
+                active_speaker: info.active_speaker,
             },
             None => RoomEvent::Snapshot {
                 room: room.to_owned(),
                 live: false,
                 participants: Vec::new(),
                 viewers: 0,
+                active_speaker: None,
             },
         }
     }

@@ -154,6 +154,10 @@ impl RoomActor {
 
     /// An input's levels since its last report: the floor may move.
     pub(super) async fn on_levels(&mut self, session: SessionId, levels: &[AudioLevel]) {
+        // A shared screen's sound (a video playing) is heard, but is nobody speaking.
+        if self.sessions.iter().any(|s| s.id == session && s.screen) {
+            return;
+        }
         let now = std::time::Instant::now();
         if self.floor.levels(session, now, levels).is_some() {
             self.floor_moved().await;
