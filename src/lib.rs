@@ -8,7 +8,8 @@
 //! 3. [`room`] is the domain: a [`room::Rooms`] registry of cheap [`room::RoomHandle`]s, each the
 //!    mailbox of one room actor that owns the room's sessions, peers and the handle to its mixer,
 //!    whose pipeline lives on a thread of its own: the actor never blocks.
-//! 4. Pure decisions: [`room::layout`], [`room::keyframe`], [`room::tiers`]; [`rtp`] and [`sdp`].
+//! 4. Pure decisions: [`room::layout`] (presets, regions, labels), [`room::floor`] (the active
+//!    speaker), [`room::keyframe`], [`room::tiers`]; [`rtp`] and [`sdp`].
 //! 5. [`peer`] is the only module that imports `webrtc::`; [`media`] the only one that imports `gst::`.
 //! 6. They never import each other: they meet in [`types`] (ids, kinds, the [`types::RtpSink`] trait).
 //! 7. RTP never crosses the actor's mailbox: per-track tasks push into appsrc, appsinks broadcast.

@@ -196,17 +196,14 @@ pub struct AudioLevel {
     pub ms: u16,
 }
 
-/// A name drawn on a tile (server-rendered, once per composite frame for every receiver).
+/// A name drawn on a tile's picture (server-rendered, once per frame of that picture for every
+/// receiver), along its bottom-left edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
-    /// Whose tile.
+    /// Whose picture.
     pub session: SessionId,
     /// What it says.
     pub text: String,
-    /// Where its band goes.
-    pub rect: Rect,
-    /// The region level of its tile.
-    pub z: u32,
 }
 
 /// The border drawn around the active speaker's tile.
@@ -254,6 +251,14 @@ pub struct Framed {
     pub crop: Crop,
     /// Let the compositor keep the aspect ratio inside `rect`.
     pub keep_aspect: bool,
+}
+
+impl Framed {
+    /// The height of a label's text on the canvas for this picture, in pixels: a twelfth of the
+    /// picture's height, readable on a phone in a thumbnail and not shouting in a large tile.
+    pub fn label_px(&self) -> i32 {
+        (self.rect.height / 12).clamp(12, 28)
+    }
 }
 
 impl Placement {

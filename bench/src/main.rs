@@ -93,6 +93,9 @@ pub struct RunArgs {
     /// Run only the fan-out step (a quick look; not a table to keep).
     #[arg(long, conflicts_with_all = ["capacity_only", "audio_only"])]
     pub fanout_only: bool,
+    /// Run only the composition step (a quick look; not a table to keep).
+    #[arg(long, conflicts_with_all = ["capacity_only", "audio_only", "fanout_only"])]
+    pub composition_only: bool,
 }
 
 fn main() -> Result<()> {

@@ -483,4 +483,30 @@ mod tests {
         c.mix.width = 641;
         assert!(c.validate().is_err());
     }
+
+    #[test]
+    fn default_layout_is_a_preset_name_or_a_json_file() {
+        use crate::room::layout::Preset;
+        assert_eq!(
+            read_layout("speaker").unwrap().preset,
+            Some(Preset::Speaker)
+        );
+        let dir = std::env::temp_dir().join(format!("tessera-cfg3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("layout.json");
+        std::fs::write(&file, r#"{"preset": "pip", "labels": false}"#).unwrap();
+        let spec = read_layout(file.to_str().unwrap()).unwrap();
+        assert_eq!((spec.preset, spec.labels), (Some(Preset::Pip), false));
+        std::fs::write(&file, r#"{"preset": "pip", "colour": 1}"#).unwrap();
+        let err = read_layout(file.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+        let err = read_layout("mosaic").unwrap_err().to_string();
+        assert!(err.contains("neither a preset"), "{err}");
+        let args = ServeArgs {
+            default_layout: Some("single".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::from_args(args).unwrap();
+        assert_eq!(c.default_layout.preset, Some(Preset::Single));
+    }
 }

@@ -1,9 +1,10 @@
-//! What the compositor draws besides the videos (issue 14): each shown tile's label, the border
-//! around the active speaker, and a canvas colour. Each is a still picture repeated a few times
-//! a second (`video-label.pipeline`, `video-highlight.pipeline`, `video-background.pipeline`) on
-//! compositor pads of its own: drawn once per composite frame for every receiver, and cheap
-//! (a label is a 640x48 band, the border four thin bars). Labels are made on first use and kept
-//! (hidden when unshown) until their session leaves; the border is made once; the background
+//! What the compositor draws besides the videos (issue 14): each shown picture's label, the
+//! border around the active speaker, and a canvas colour. Labels are drawn by each video input's
+//! own `label` overlay (see `tiles.rs`): more compositor pads would cost the compositor on every
+//! output frame (measured: four label pads and the border's four bars, 10% of a room of 4). The
+//! border and the background are still pictures repeated a few times a second
+//! (`video-highlight.pipeline`, `video-background.pipeline`) on compositor pads of their own,
+//! drawn once per composite frame for every receiver. The border is made once; the background
 //! is remade when its colour changes.
 
 use std::collections::HashMap;
@@ -16,14 +17,10 @@ use super::tiles::zorder;
 use super::{MediaError, build_err};
 use crate::types::{Decorations, Highlight, Rect, SessionId};
 
-/// A label's layer, above its tile's video and placeholder.
-const Z_LABEL: u32 = 4;
 /// The border's layer, above everything of its tile (a label too).
 const Z_HIGHLIGHT: u32 = 5;
 /// The background's zorder: under every region (the mix's clock pad is at 0, hidden).
 const Z_BACKGROUND: u32 = 1;
-/// How opaque a label's band is: the picture shows through a little.
-const LABEL_ALPHA: f64 = 0.85;
 
 /// A still picture's bin and the compositor pads it feeds.
 pub(super) struct Still {
@@ -34,53 +31,35 @@ pub(super) struct Still {
 /// The mixer's decorations.
 #[derive(Default)]
 pub(super) struct Decor {
-    labels: HashMap<SessionId, (Still, String)>,
+    /// Each labelled session's text.
+    labels: HashMap<SessionId, String>,
     highlight: Option<Still>,
     /// The colour shown and its picture.
     background: Option<(u32, Still)>,
 }
 
+impl Decor {
+    /// The text of `session`'s label, if it has one.
+    pub(super) fn label(&self, session: SessionId) -> Option<String> {
+        self.labels.get(&session).cloned()
+    }
+}
+
 impl Mixer {
-    /// Draws `d`: labels made, moved, re-texted or hidden; the border moved or hidden; the
-    /// background remade if its colour changed.
+    /// Draws `d`: labels re-texted (on their inputs), the border moved or hidden, the background
+    /// remade if its colour changed; all between the same two composed frames.
     pub(super) fn set_decorations(&mut self, d: &Decorations) {
+        let labels: HashMap<SessionId, String> = d
+            .labels
+            .iter()
+            .map(|l| (l.session, l.text.clone()))
+            .collect();
         let mut edits = Edits::default();
-        for label in &d.labels {
-            if !self.decor.labels.contains_key(&label.session) {
-                match self.add_still(
-                    "video-label.pipeline",
-                    &[],
-                    &["out"],
-                    &format!("label-{}", label.session),
-                ) {
-                    Ok(still) => {
-                        self.decor
-                            .labels
-                            .insert(label.session, (still, String::new()));
-                    }
-                    Err(e) => {
-                        tracing::warn!(session = %label.session, "adding a label: {e}");
-                        continue;
-                    }
-                }
-            }
-            let Some((still, text)) = self.decor.labels.get_mut(&label.session) else {
-                continue;
-            };
-            if *text != label.text {
-                if let Some(overlay) = still.bin.by_name("text") {
-                    overlay.set_property("text", &label.text);
-                }
-                *text = label.text.clone();
-            }
-            let pad = &still.pads[0];
-            edits.set(pad, "zorder", zorder(label.z, Z_LABEL));
-            edits.geometry(pad, label.rect);
-            edits.set(pad, "alpha", LABEL_ALPHA);
-        }
-        for (session, (still, _)) in &self.decor.labels {
-            if !d.labels.iter().any(|l| l.session == *session) {
-                edits.set(&still.pads[0], "alpha", 0.0f64);
+        if labels != self.decor.labels {
+            self.decor.labels = labels;
+            let sessions: Vec<SessionId> = self.video_inputs.keys().copied().collect();
+            for session in sessions {
+                self.place(&mut edits, session);
             }
         }
         self.set_highlight(&mut edits, d.highlight);
@@ -169,13 +148,6 @@ impl Mixer {
                 self.decor.background = Some((rgb, still));
             }
             Err(e) => tracing::warn!("adding the background: {e}"),
-        }
-    }
-
-    /// Removes `session`'s label (it left).
-    pub(super) fn remove_label(&mut self, session: SessionId) {
-        if let Some((still, _)) = self.decor.labels.remove(&session) {
-            self.remove_still(still);
         }
     }
 

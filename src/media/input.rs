@@ -14,7 +14,7 @@ use super::bus::{Signals, watch_keyframe_requests};
 use super::mixer::Mixer;
 use super::pads::Edits;
 use super::pads::{block_until_idle, remove_bin};
-use super::tiles::{SharedFraming, frame, watch_source_size};
+use super::tiles::{SharedFraming, frame, watch_label, watch_source_size};
 use super::{MediaError, build_err};
 use crate::rtp::packet as rtp_packet;
 use crate::speaking::{Speech, VoiceGate, dbov};
@@ -37,6 +37,8 @@ pub(super) struct Input {
     pub(super) framing: SharedFraming,
     /// Video: the `crop` element of its branch (fit "cover").
     pub(super) crop: Option<gst::Element>,
+    /// Video: the `label` overlay of its branch (its name on the picture).
+    pub(super) label: Option<gst::Element>,
 }
 
 /// The pushing end of an input, handed to the peer's reading task (and a recording's feeders).
@@ -263,6 +265,11 @@ impl Mixer {
         let context = || format!("adding the {} input of session {session}", codec.kind);
         let bin =
             gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+        // The only unlinked pad to ghost is the output: a label overlay's text pad, ghosted,
+        // would count as linked and draw that (empty) stream instead of its `text`.
+        for pad in bin.sink_pads() {
+            let _ = bin.remove_pad(&pad);
+        }
         bin.set_property("name", format!("{}-in-{session}", codec.kind));
         let appsrc = bin
             .by_name("src")
@@ -284,6 +291,7 @@ impl Mixer {
             dropped: Arc::default(),
             framing: SharedFraming::default(),
             crop: bin.by_name("crop"),
+            label: bin.by_name("label"),
         };
         let linked = match codec.kind {
             MediaKind::Video => {
@@ -302,7 +310,8 @@ impl Mixer {
                 {
                     let mut framing = input.framing.lock().unwrap_or_else(|p| p.into_inner());
                     framing.placement = placement;
-                    frame(&mut edits, &framing, &pad, input.crop.as_ref());
+                    framing.label = self.decor.label(session);
+                    frame(&mut edits, &mut framing, &pad, input.crop.as_ref());
                 }
                 let shown = placement.is_some() && !self.video_muted.contains(&session);
                 edits.set(&pad, "alpha", if shown { 1.0f64 } else { 0.0 });
@@ -320,6 +329,9 @@ impl Mixer {
                     input.crop.clone(),
                     self.frame_edits.clone(),
                 );
+                if let Some(overlay) = &input.label {
+                    watch_label(overlay, input.framing.clone());
+                }
                 input.compositor_pad = Some(pad.clone());
                 src.link(&pad)
                     .map(|_| ())

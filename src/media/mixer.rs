@@ -281,7 +281,6 @@ impl Mixer {
             self.remove_placeholder(p);
         }
         self.placements.remove(&session);
-        self.remove_label(session);
         self.video_muted.remove(&session);
         self.audio_muted.remove(&session);
         self.dump_graph(&format!("removed-{session}"));

@@ -12,7 +12,7 @@ use gst::prelude::*;
 
 use super::mixer::Mixer;
 use super::pads::{Edits, FrameEdits};
-use crate::types::{Placement, SessionId};
+use crate::types::{Framed, Placement, SessionId};
 
 /// Stacking within a region's level: its tiles' video, the camera-off placeholder above it.
 /// A region at z is drawn at `1 + z * Z_STEP` and up (the mix's clock pad is at 0).
@@ -30,6 +30,21 @@ pub(super) fn zorder(z: u32, layer: u32) -> u32 {
 pub(super) struct Framing {
     pub(super) placement: Option<Placement>,
     pub(super) source: Option<(u32, u32)>,
+    /// The name drawn on the picture (none: labels off, or no name).
+    pub(super) label: Option<String>,
+    /// How the label overlay should draw it now, and how it was last set up (by its own
+    /// streaming thread, see [`watch_label`]).
+    pub(super) label_style: Option<LabelStyle>,
+    label_applied: Option<LabelStyle>,
+}
+
+/// A label's text and size, in the decoded picture's pixels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LabelStyle {
+    text: String,
+    px: i32,
+    xpad: i32,
+    ypad: i32,
 }
 
 /// Shared by the mixer's thread (new placements) and the input's caps probe (new sizes): a
@@ -45,14 +60,16 @@ fn lock(f: &SharedFraming) -> std::sync::MutexGuard<'_, Framing> {
 /// here: whether it shows is the mixer's (placement and camera-off).
 pub(super) fn frame(
     edits: &mut Edits,
-    framing: &Framing,
+    framing: &mut Framing,
     pad: &gst::Pad,
     crop: Option<&gst::Element>,
 ) {
     let Some(placement) = framing.placement else {
+        framing.label_style = None;
         return;
     };
     let framed = placement.frame(framing.source);
+    framing.label_style = label_style(framing, &framed);
     let policy = if framed.keep_aspect {
         "keep-aspect-ratio"
     } else {
@@ -62,11 +79,62 @@ pub(super) fn frame(
     edits.set(pad, "zorder", zorder(placement.z, Z_VIDEO));
     edits.geometry(pad, framed.rect);
     if let Some(crop) = crop {
-        edits.set(crop, "left", framed.crop.left);
-        edits.set(crop, "right", framed.crop.right);
-        edits.set(crop, "top", framed.crop.top);
-        edits.set(crop, "bottom", framed.crop.bottom);
+        // Only what changes: a crop that is set renegotiates its branch.
+        for (name, v) in [
+            ("left", framed.crop.left),
+            ("right", framed.crop.right),
+            ("top", framed.crop.top),
+            ("bottom", framed.crop.bottom),
+        ] {
+            if crop.property::<i32>(name) != v {
+                edits.set(crop, name, v);
+            }
+        }
     }
+}
+
+/// How an input's label is drawn for the picture as the canvas shows it: the overlay draws on
+/// the decoded picture, before the compositor scales it, so its size is the canvas size over
+/// the scale.
+fn label_style(framing: &Framing, framed: &Framed) -> Option<LabelStyle> {
+    let (text, (_, h)) = (framing.label.as_ref()?, framing.source?);
+    let shown = (h as i32 - framed.crop.top - framed.crop.bottom).max(1);
+    // Source pixels per canvas pixel, vertically.
+    let ratio = f64::from(shown) / f64::from(framed.rect.height.max(1));
+    let px = (f64::from(framed.label_px()) * ratio).round().max(6.0) as i32;
+    Some(LabelStyle {
+        text: text.clone(),
+        px,
+        xpad: px / 2 + framed.crop.left,
+        ypad: px / 3 + framed.crop.bottom,
+    })
+}
+
+/// Sets up an input's label overlay from its own streaming thread, before each frame enters it
+/// (a probe on its sink pad), when the style changed: set from another thread, a change can
+/// land while the overlay renders the previous one, and be lost.
+pub(super) fn watch_label(overlay: &gst::Element, framing: SharedFraming) {
+    let Some(sink) = overlay.static_pad("video_sink") else {
+        return;
+    };
+    let overlay = overlay.clone();
+    sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let mut f = lock(&framing);
+        if f.label_style != f.label_applied {
+            match &f.label_style {
+                Some(style) => {
+                    overlay.set_property("font-desc", format!("Sans Bold {}px", style.px));
+                    overlay.set_property("xpad", style.xpad);
+                    overlay.set_property("ypad", style.ypad);
+                    overlay.set_property("text", style.text.as_str());
+                    overlay.set_property("silent", false);
+                }
+                None => overlay.set_property("silent", true),
+            }
+            f.label_applied = f.label_style.clone();
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Re-frames an input whenever its decoder's picture size changes (the caps on `watched`, the
@@ -89,7 +157,7 @@ pub(super) fn watch_source_size(
             if f.source != size {
                 f.source = size;
                 let mut edits = Edits::default();
-                frame(&mut edits, &f, &pad, crop.as_ref());
+                frame(&mut edits, &mut f, &pad, crop.as_ref());
                 frame_edits.queue(edits);
             }
         }
@@ -124,7 +192,8 @@ impl Mixer {
         {
             let mut f = lock(&input.framing);
             f.placement = placement;
-            frame(edits, &f, pad, input.crop.as_ref());
+            f.label = self.decor.label(session);
+            frame(edits, &mut f, pad, input.crop.as_ref());
             let shown = placement.is_some() && !muted;
             edits.set(pad, "alpha", if shown { 1.0f64 } else { 0.0 });
         }

@@ -6,9 +6,9 @@
 //! outside. The HTTP edge talks to rooms only through [`Rooms`]; every answer comes back on a
 //! oneshot (`api.rs` has their types). Each room name has its own event channel (`events.rs`).
 //!
-//! The room's decisions that need no IO are pure and tested alone: the grid ([`layout`]),
-//! keyframe coalescing ([`keyframe`]), tiers and H.264 ceilings ([`tiers`]), and what an offer
-//! makes (`join.rs`).
+//! The room's decisions that need no IO are pure and tested alone: layouts and their tiles
+//! ([`layout`]), the active speaker ([`floor`]), keyframe coalescing ([`keyframe`]), tiers and
+//! H.264 ceilings ([`tiers`]), and what an offer makes (`join.rs`).
 
 mod actor;
 mod adaptation;

@@ -84,6 +84,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         idle_rss,
         raw_files,
     };
+    if args.composition_only {
+        layout::run(&mut bench).await?;
+        println!("{}", render(&bench.results, &args, &bench.plan));
+        return Ok(());
+    }
     if !args.capacity_only && !args.audio_only && !args.fanout_only {
         latency::run(&mut bench).await?;
     }

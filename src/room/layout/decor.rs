@@ -1,16 +1,10 @@
 //! What a layout draws besides the videos, as pure code: each shown tile's label (its name, and
-//! a mark when its microphone is off) in a band along the tile's bottom edge, the border around
-//! the active speaker's tile, and the canvas colour.
+//! a mark when its microphone is off; the mixer draws it along the picture's bottom-left edge),
+//! the border around the active speaker's tile, and the canvas colour.
 
 use super::compose::Tile;
 use super::spec::LayoutSpec;
-use crate::types::{Decorations, Highlight, Label, Rect, SessionId};
-
-/// The label picture's size (`video-label.pipeline`): the compositor scales it into a band as
-/// wide as the tile (at most this wide), keeping its shape, so text is never stretched.
-pub const LABEL_WIDTH: i32 = 640;
-/// See [`LABEL_WIDTH`].
-pub const LABEL_HEIGHT: i32 = 48;
+use crate::types::{Decorations, Highlight, Label, SessionId};
 
 /// What a tile's label says of its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +37,6 @@ pub fn decorate(
                     } else {
                         name
                     },
-                    rect: band(t.placement.rect),
-                    z: t.placement.z,
                 })
             })
             .collect()
@@ -65,19 +57,6 @@ pub fn decorate(
         labels,
         highlight,
         background: spec.background_rgb(),
-    }
-}
-
-/// A label's band in `tile`: along its bottom-left, as wide as the tile up to the label
-/// picture's width, as high as that picture's shape makes it.
-fn band(tile: Rect) -> Rect {
-    let width = tile.width.min(LABEL_WIDTH) & !1;
-    let height = ((width * LABEL_HEIGHT / LABEL_WIDTH) & !1).max(2);
-    Rect {
-        x: tile.x,
-        y: tile.y + tile.height - height,
-        width,
-        height,
     }
 }
 
@@ -108,31 +87,17 @@ mod tests {
             muted: id == SessionId(1),
         };
         let d = decorate(&spec, &tiles, named, stage.speaker, 720);
-        // The large tile's band is the label's full width; the column's is its tile's.
+        // Named tiles only, with the mark of a microphone off.
         assert_eq!(
             d.labels,
             [
                 Label {
                     session: SessionId(2),
                     text: "p2".into(),
-                    rect: Rect {
-                        x: 0,
-                        y: 672,
-                        width: 640,
-                        height: 48
-                    },
-                    z: 0
                 },
                 Label {
                     session: SessionId(1),
                     text: "p1 (muted)".into(),
-                    rect: Rect {
-                        x: 960,
-                        y: 156,
-                        width: 320,
-                        height: 24
-                    },
-                    z: 1
                 },
             ]
         );

@@ -49,15 +49,16 @@ async fn issue14_labels_are_drawn_in_contrast_and_a_layout_change_shows_in_a_rec
     let viewer = TestClient::join(server.base_url(), room, Role::Viewer, None, "kiosk")
         .await
         .unwrap();
-    // Two side by side; each tile's label band along its bottom edge, the name at its left.
+    // Two side by side, each 16:9 picture letterboxed in its tall tile (y 180..540), its name
+    // along the picture's bottom-left edge.
     let side_by_side = [((320, 360), colours::RED), ((960, 360), colours::GREEN)];
-    let band = Rect::new(8, 676, 200, 40);
+    let band = Rect::new(4, 490, 220, 48);
     let with_labels = viewer
         .wait_for_frame(FRAME_DEADLINE, |f| {
             shows(f, &side_by_side) && white_pixels(f, band) > 40
         })
         .await
-        .expect("red and green side by side, red's name in its band");
+        .expect("red and green side by side, red's name on its picture");
     eprintln!("label on: {} text pixels", white_pixels(&with_labels, band));
     let (status, _) = put_layout(&server, room, &json!({"preset": "grid", "labels": false}))
         .await
