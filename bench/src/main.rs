@@ -96,6 +96,9 @@ pub struct RunArgs {
     /// Run only the composition step (a quick look; not a table to keep).
     #[arg(long, conflicts_with_all = ["capacity_only", "audio_only", "fanout_only"])]
     pub composition_only: bool,
+    /// Run only the latency and join-time step (a quick look; not a table to keep).
+    #[arg(long, conflicts_with_all = ["capacity_only", "audio_only", "fanout_only", "composition_only"])]
+    pub latency_only: bool,
 }
 
 fn main() -> Result<()> {

@@ -2,7 +2,7 @@
 //! border around the active speaker, and a canvas colour. Labels are drawn by each video input's
 //! own `label` overlay (see `tiles.rs`): more compositor pads would cost the compositor on every
 //! output frame (measured: four label pads and the border's four bars, 10% of a room of 4). The
-//! border and the background are still pictures repeated a few times a second
+//! border and the background are solid pictures from live sources at the canvas rate
 //! (`video-highlight.pipeline`, `video-background.pipeline`) on compositor pads of their own,
 //! drawn once per composite frame for every receiver. The border is made once; the background
 //! is remade when its colour changes.
@@ -22,7 +22,7 @@ const Z_HIGHLIGHT: u32 = 5;
 /// The background's zorder: under every region (the mix's clock pad is at 0, hidden).
 const Z_BACKGROUND: u32 = 1;
 
-/// A still picture's bin and the compositor pads it feeds.
+/// A decoration's bin and the compositor pads it feeds.
 pub(super) struct Still {
     bin: gst::Bin,
     pads: Vec<gst::Pad>,
@@ -69,9 +69,10 @@ impl Mixer {
 
     fn set_highlight(&mut self, edits: &mut Edits, highlight: Option<Highlight>) {
         if highlight.is_some() && self.decor.highlight.is_none() {
+            let fps = [("fps", self.mix.fps.to_string())];
             match self.add_still(
                 "video-highlight.pipeline",
-                &[],
+                &fps,
                 &["out0", "out1", "out2", "out3"],
                 "highlight",
             ) {
@@ -130,6 +131,7 @@ impl Mixer {
             ("argb", format!("0x{:08x}", 0xff00_0000 | rgb)),
             ("width", self.mix.width.to_string()),
             ("height", self.mix.height.to_string()),
+            ("fps", self.mix.fps.to_string()),
         ];
         match self.add_still("video-background.pipeline", &values, &["out"], "background") {
             Ok(still) => {

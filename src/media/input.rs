@@ -306,6 +306,13 @@ impl Mixer {
                 // Hidden until its place is applied, at a frame boundary (long before its
                 // decoder's first keyframe).
                 pad.set_property("alpha", 0.0f64);
+                // Bilinear scaling: a tile scaled up or down is a camera picture, where
+                // libgstvideo's default (cubic) costs more and shows nothing more; measured:
+                // `speaker`, which scales every input, cost 12% more than the unscaled grid.
+                let mut config = gst_video::VideoConverterConfig::new();
+                config.set_resampler_method(gst_video::VideoResamplerMethod::Linear);
+                config.set_chroma_resampler_method(gst_video::VideoResamplerMethod::Linear);
+                pad.set_property("converter-config", gst::Structure::from(config));
                 let mut edits = Edits::default();
                 {
                     let mut framing = input.framing.lock().unwrap_or_else(|p| p.into_inner());

@@ -84,8 +84,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         idle_rss,
         raw_files,
     };
-    if args.composition_only {
-        layout::run(&mut bench).await?;
+    if args.composition_only || args.latency_only {
+        if args.composition_only {
+            layout::run(&mut bench).await?;
+        } else {
+            latency::run(&mut bench).await?;
+        }
         println!("{}", render(&bench.results, &args, &bench.plan));
         return Ok(());
     }
