@@ -12,7 +12,7 @@ use warp::http::StatusCode;
 use super::Reply;
 use super::access::{Authz, allow};
 use super::reply::{empty, error, json};
-use super::whip::{session_error, session_request};
+use super::whip::{session_error, session_json};
 use crate::room::Rooms;
 use crate::room::layout::LayoutSpec;
 
@@ -98,23 +98,16 @@ pub(super) async fn pin(
     authz: Authz,
     rooms: Rooms,
 ) -> Reply {
-    let body = match body {
-        Ok(body) => body,
-        Err(reply) => return reply,
-    };
-    let (caller, target) = match session_request(authz, &room, &session) {
+    let (caller, target, request): (_, _, PinRequest) = match session_json(
+        body,
+        authz,
+        &room,
+        &session,
+        "bad_pin",
+        r#"{"pinned": bool}"#,
+    ) {
         Ok(request) => request,
         Err(reply) => return reply,
-    };
-    let request: PinRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_pin",
-                &format!("expected {{\"pinned\": bool}}: {e}"),
-            );
-        }
     };
     match rooms.pin(&room, target, caller, request.pinned).await {
         Ok(()) => empty(StatusCode::NO_CONTENT),

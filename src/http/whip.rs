@@ -189,17 +189,37 @@ fn join_error(e: JoinError) -> Reply {
 /// no session (or a room name that is not valid).
 // The error is the finished response, built once per refused request.
 #[allow(clippy::result_large_err)]
-pub(super) fn session_request(
-    authz: Authz,
-    room: &str,
-    session: &str,
-) -> Result<(Caller, SessionRef), Reply> {
+fn session_request(authz: Authz, room: &str, session: &str) -> Result<(Caller, SessionRef), Reply> {
     let caller = authz.map_err(|e| unauthorized(&e))?;
     let target = valid_room_name(room)
         .then(|| SessionRef::parse(session))
         .flatten()
         .ok_or_else(|| unknown_session(room, session))?;
     Ok((caller, target))
+}
+
+/// A session request with a JSON body (`PUT .../mute`, `.../pin`): the caller and the session
+/// it names, and the body read as `T`; or the answer refusing it (`400 {code}` saying what was
+/// `expected` when the body is not that JSON).
+#[allow(clippy::result_large_err)]
+pub(super) fn session_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, Reply>,
+    authz: Authz,
+    room: &str,
+    session: &str,
+    code: &str,
+    expected: &str,
+) -> Result<(Caller, SessionRef, T), Reply> {
+    let body = body?;
+    let (caller, target) = session_request(authz, room, session)?;
+    let request = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            code,
+            &format!("expected {expected}: {e}"),
+        )
+    })?;
+    Ok((caller, target, request))
 }
 
 /// The answer for a session request the room refused.
@@ -299,23 +319,16 @@ pub(super) async fn mute(
     authz: Authz,
     rooms: Rooms,
 ) -> Reply {
-    let body = match body {
-        Ok(body) => body,
-        Err(reply) => return reply,
-    };
-    let (caller, target) = match session_request(authz, &room, &session) {
+    let (caller, target, request): (_, _, MuteRequest) = match session_json(
+        body,
+        authz,
+        &room,
+        &session,
+        "bad_mute",
+        r#"{"audio": bool, "video": bool}"#,
+    ) {
         Ok(request) => request,
         Err(reply) => return reply,
-    };
-    let request: MuteRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_mute",
-                &format!("expected {{\"audio\": bool, \"video\": bool}}: {e}"),
-            );
-        }
     };
     match rooms
         .mute(&room, target, caller, request.audio, request.video)

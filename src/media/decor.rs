@@ -9,12 +9,9 @@
 
 use std::collections::HashMap;
 
-use gst::prelude::*;
-
 use super::mixer::Mixer;
-use super::pads::{Edits, block_until_idle, remove_bin};
+use super::pads::{Edits, PadSource};
 use super::tiles::zorder;
-use super::{MediaError, build_err};
 use crate::types::{Decorations, Highlight, Rect, SessionId};
 
 /// The border's layer, above everything of its tile (a label too).
@@ -22,20 +19,14 @@ const Z_HIGHLIGHT: u32 = 5;
 /// The background's zorder: under every region (the mix's clock pad is at 0, hidden).
 const Z_BACKGROUND: u32 = 1;
 
-/// A decoration's bin and the compositor pads it feeds.
-pub(super) struct Still {
-    bin: gst::Bin,
-    pads: Vec<gst::Pad>,
-}
-
 /// The mixer's decorations.
 #[derive(Default)]
 pub(super) struct Decor {
     /// Each labelled session's text.
     labels: HashMap<SessionId, String>,
-    highlight: Option<Still>,
+    highlight: Option<PadSource>,
     /// The colour shown and its picture.
-    background: Option<(u32, Still)>,
+    background: Option<(u32, PadSource)>,
 }
 
 impl Decor {
@@ -70,11 +61,12 @@ impl Mixer {
     fn set_highlight(&mut self, edits: &mut Edits, highlight: Option<Highlight>) {
         if highlight.is_some() && self.decor.highlight.is_none() {
             let fps = [("fps", self.mix.fps.to_string())];
-            match self.add_still(
+            match self.add_pad_source(
                 "video-highlight.pipeline",
                 &fps,
                 &["out0", "out1", "out2", "out3"],
                 "highlight",
+                |_| {},
             ) {
                 Ok(still) => self.decor.highlight = Some(still),
                 Err(e) => tracing::warn!("adding the speaker's border: {e}"),
@@ -121,7 +113,7 @@ impl Mixer {
             return;
         }
         if let Some((_, old)) = self.decor.background.take() {
-            self.remove_still(old);
+            self.remove_pad_source(old);
         }
         // Black is the compositor's own background: nothing to draw.
         if rgb == 0 {
@@ -133,7 +125,13 @@ impl Mixer {
             ("height", self.mix.height.to_string()),
             ("fps", self.mix.fps.to_string()),
         ];
-        match self.add_still("video-background.pipeline", &values, &["out"], "background") {
+        match self.add_pad_source(
+            "video-background.pipeline",
+            &values,
+            &["out"],
+            "background",
+            |_| {},
+        ) {
             Ok(still) => {
                 let pad = &still.pads[0];
                 edits.set(pad, "zorder", Z_BACKGROUND);
@@ -151,77 +149,5 @@ impl Mixer {
             }
             Err(e) => tracing::warn!("adding the background: {e}"),
         }
-    }
-
-    /// Builds a still picture's bin from `template` and links each of its `outs` (element names
-    /// whose src pads are ghosted) to a new compositor pad, hidden until placed.
-    fn add_still(
-        &mut self,
-        template: &str,
-        values: &[(&str, String)],
-        outs: &[&str],
-        name: &str,
-    ) -> Result<Still, MediaError> {
-        let context = || format!("adding {name} ({template})");
-        let desc = self.templates.render(template, values)?;
-        let bin =
-            gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
-        bin.set_property("name", name);
-        for (i, out) in outs.iter().enumerate() {
-            let src = bin
-                .by_name(out)
-                .and_then(|e| e.static_pad("src"))
-                .ok_or_else(|| build_err(context(), format!("no element named {out}")))?;
-            let ghost = gst::GhostPad::builder_with_target(&src)
-                .map_err(|e| build_err(context(), e))?
-                .name(format!("src_{i}"))
-                .build();
-            bin.add_pad(&ghost).map_err(|e| build_err(context(), e))?;
-        }
-        self.pipeline
-            .add(&bin)
-            .map_err(|e| build_err(context(), e))?;
-        let mut still = Still {
-            bin: bin.clone(),
-            pads: Vec::new(),
-        };
-        let linked = (0..outs.len()).try_for_each(|i| {
-            let pad = self
-                .compositor
-                .request_pad_simple("sink_%u")
-                .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
-            pad.set_property("alpha", 0.0f64);
-            still.pads.push(pad.clone());
-            let src = bin
-                .static_pad(&format!("src_{i}"))
-                .ok_or_else(|| build_err(context(), "a ghost pad went missing"))?;
-            src.link(&pad)
-                .map(|_| ())
-                .map_err(|e| build_err(context(), e))
-        });
-        match linked.and_then(|_| {
-            bin.sync_state_with_parent()
-                .map_err(|e| build_err(context(), e))
-        }) {
-            Ok(()) => {
-                self.dump_graph(&format!("added-{name}"));
-                Ok(still)
-            }
-            Err(e) => {
-                self.remove_still(still);
-                Err(e)
-            }
-        }
-    }
-
-    fn remove_still(&self, still: Still) {
-        for pad in &still.pads {
-            if let Some(src) = pad.peer() {
-                block_until_idle(&src);
-                let _ = src.unlink(pad);
-            }
-            self.compositor.release_request_pad(pad);
-        }
-        remove_bin(&self.pipeline, &still.bin);
     }
 }

@@ -37,8 +37,6 @@ pub(super) struct Input {
     pub(super) framing: SharedFraming,
     /// Video: the `crop` element of its branch (fit "cover").
     pub(super) crop: Option<gst::Element>,
-    /// Video: the `label` overlay of its branch (its name on the picture).
-    pub(super) label: Option<gst::Element>,
 }
 
 /// The pushing end of an input, handed to the peer's reading task (and a recording's feeders).
@@ -291,7 +289,6 @@ impl Mixer {
             dropped: Arc::default(),
             framing: SharedFraming::default(),
             crop: bin.by_name("crop"),
-            label: bin.by_name("label"),
         };
         let linked = match codec.kind {
             MediaKind::Video => {
@@ -336,8 +333,9 @@ impl Mixer {
                     input.crop.clone(),
                     self.frame_edits.clone(),
                 );
-                if let Some(overlay) = &input.label {
-                    watch_label(overlay, input.framing.clone());
+                // The `label` overlay of its branch: its name on the picture.
+                if let Some(overlay) = bin.by_name("label") {
+                    watch_label(&overlay, input.framing.clone());
                 }
                 input.compositor_pad = Some(pad.clone());
                 src.link(&pad)

@@ -278,7 +278,7 @@ impl Mixer {
         self.remove_input(session, MediaKind::Audio);
         self.remove_mix_minus(session);
         if let Some(p) = self.placeholders.remove(&session) {
-            self.remove_placeholder(p);
+            self.remove_pad_source(p);
         }
         self.placements.remove(&session);
         self.video_muted.remove(&session);

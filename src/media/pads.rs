@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+use super::mixer::Mixer;
+use super::{MediaError, build_err};
 use crate::types::Rect;
 
 /// How long removing a branch may wait for its pad to go idle.
@@ -128,5 +130,98 @@ pub(super) fn block_until_idle(pad: &gst::Pad) {
         if let Some(id) = probe {
             pad.remove_probe(id);
         }
+    }
+}
+
+/// A bin of pictures drawn on the canvas besides the inputs (the camera-off placeholder, the
+/// speaker's border, the background), and the compositor pads it feeds.
+pub(super) struct PadSource {
+    bin: gst::Bin,
+    pub(super) pads: Vec<gst::Pad>,
+}
+
+impl PadSource {
+    /// Its first (for most: only) compositor pad.
+    pub(super) fn pad(&self) -> &gst::Pad {
+        &self.pads[0]
+    }
+}
+
+impl Mixer {
+    /// Builds a picture source's bin from `template` (`setup` sees it before it starts) and
+    /// links each of its `outs` (element names whose src pads alone are ghosted: a ghosted text
+    /// pad would make a textoverlay draw that stream instead of its `text`) to a new compositor
+    /// pad, hidden until placed.
+    pub(super) fn add_pad_source(
+        &mut self,
+        template: &str,
+        values: &[(&str, String)],
+        outs: &[&str],
+        name: &str,
+        setup: impl FnOnce(&gst::Bin),
+    ) -> Result<PadSource, MediaError> {
+        let context = || format!("adding {name} ({template})");
+        let desc = self.templates.render(template, values)?;
+        let bin =
+            gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
+        bin.set_property("name", name);
+        for (i, out) in outs.iter().enumerate() {
+            let src = bin
+                .by_name(out)
+                .and_then(|e| e.static_pad("src"))
+                .ok_or_else(|| build_err(context(), format!("no element named {out}")))?;
+            let ghost = gst::GhostPad::builder_with_target(&src)
+                .map_err(|e| build_err(context(), e))?
+                .name(format!("src_{i}"))
+                .build();
+            bin.add_pad(&ghost).map_err(|e| build_err(context(), e))?;
+        }
+        setup(&bin);
+        self.pipeline
+            .add(&bin)
+            .map_err(|e| build_err(context(), e))?;
+        let mut source = PadSource {
+            bin: bin.clone(),
+            pads: Vec::new(),
+        };
+        let linked = (0..outs.len()).try_for_each(|i| {
+            let pad = self
+                .compositor
+                .request_pad_simple("sink_%u")
+                .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
+            pad.set_property("alpha", 0.0f64);
+            source.pads.push(pad.clone());
+            let src = bin
+                .static_pad(&format!("src_{i}"))
+                .ok_or_else(|| build_err(context(), "a ghost pad went missing"))?;
+            src.link(&pad)
+                .map(|_| ())
+                .map_err(|e| build_err(context(), e))
+        });
+        match linked.and_then(|_| {
+            bin.sync_state_with_parent()
+                .map_err(|e| build_err(context(), e))
+        }) {
+            Ok(()) => {
+                self.dump_graph(&format!("added-{name}"));
+                Ok(source)
+            }
+            Err(e) => {
+                self.remove_pad_source(source);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unlinks a picture source's pads, releases them and removes its bin.
+    pub(super) fn remove_pad_source(&self, source: PadSource) {
+        for pad in &source.pads {
+            if let Some(src) = pad.peer() {
+                block_until_idle(&src);
+                let _ = src.unlink(pad);
+            }
+            self.compositor.release_request_pad(pad);
+        }
+        remove_bin(&self.pipeline, &source.bin);
     }
 }

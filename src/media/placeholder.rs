@@ -4,18 +4,15 @@
 
 use gst::prelude::*;
 
+use super::MediaError;
 use super::mixer::Mixer;
-use super::pads::{Edits, block_until_idle, remove_bin};
-use super::{MediaError, build_err};
+use super::pads::{Edits, PadSource};
 use crate::types::SessionId;
 
 /// The tile of a participant whose camera is off: a still picture with their name, on a
 /// compositor pad above their video (`video-placeholder.pipeline`). Made on the first mute and
 /// kept until the session leaves; hidden (alpha 0) while the camera is on.
-pub(super) struct Placeholder {
-    bin: gst::Bin,
-    pub(super) pad: gst::Pad,
-}
+pub(super) type Placeholder = PadSource;
 
 impl Mixer {
     /// Shows `name` in `session`'s tile instead of its video (camera off), or its video again.
@@ -34,7 +31,7 @@ impl Mixer {
             return;
         }
         self.video_muted.remove(&session);
-        let placeholder = self.placeholders.get(&session).map(|p| p.pad.clone());
+        let placeholder = self.placeholders.get(&session).map(|p| p.pad().clone());
         let input = self.video_inputs.get(&session);
         let video_pad = self.video_pad(session);
         let src = input.and_then(|i| i.bin.static_pad("src"));
@@ -75,75 +72,23 @@ impl Mixer {
         if self.placeholders.contains_key(&session) {
             return Ok(());
         }
-        let context = || format!("adding the camera-off placeholder of {session}");
-        let desc = self.templates.render("video-placeholder.pipeline", &[])?;
-        // Only `out` is ghosted: a ghosted text pad would make textoverlay draw that stream's
-        // text (none) instead of its `text` property.
-        let bin =
-            gst::parse::bin_from_description(&desc, false).map_err(|e| build_err(context(), e))?;
-        bin.set_property("name", format!("placeholder-{session}"));
-        let out = bin
-            .by_name("out")
-            .and_then(|e| e.static_pad("src"))
-            .ok_or_else(|| build_err(context(), "the placeholder has no element named out"))?;
-        let ghost = gst::GhostPad::builder_with_target(&out)
-            .map_err(|e| build_err(context(), e))?
-            .name("src")
-            .build();
-        bin.add_pad(&ghost).map_err(|e| build_err(context(), e))?;
-        if let Some(label) = bin.by_name("label") {
-            label.set_property("text", name);
-        }
-        self.pipeline
-            .add(&bin)
-            .map_err(|e| build_err(context(), e))?;
-        let pad = self
-            .compositor
-            .request_pad_simple("sink_%u")
-            .ok_or_else(|| build_err(context(), "compositor gave no sink pad"))?;
-        // Hidden until placed.
-        pad.set_property("alpha", 0.0f64);
-        let placeholder = Placeholder {
-            bin: bin.clone(),
-            pad: pad.clone(),
-        };
-        let linked = bin
-            .static_pad("src")
-            .ok_or_else(|| build_err(context(), "the placeholder has no src pad"))
-            .and_then(|src| {
-                src.link(&pad)
-                    .map(|_| ())
-                    .map_err(|e| build_err(context(), e))
-            })
-            .and_then(|_| {
-                bin.sync_state_with_parent()
-                    .map_err(|e| build_err(context(), e))
-            });
-        match linked {
-            Ok(()) => {
-                self.placeholders.insert(session, placeholder);
-                // Above the session's video, filling its tile, if the layout shows it.
-                let mut edits = Edits::default();
-                self.place(&mut edits, session);
-                self.commit(edits);
-                self.dump_graph(&format!("placeholder-{session}"));
-                Ok(())
-            }
-            Err(e) => {
-                self.remove_placeholder(placeholder);
-                Err(e)
-            }
-        }
-    }
-
-    pub(super) fn remove_placeholder(&self, p: Placeholder) {
-        if let Some(src) = p.bin.static_pad("src") {
-            block_until_idle(&src);
-            if let Some(peer) = src.peer() {
-                let _ = src.unlink(&peer);
-            }
-        }
-        self.compositor.release_request_pad(&p.pad);
-        remove_bin(&self.pipeline, &p.bin);
+        // The text is drawn once, on the first picture: it is set before the bin starts.
+        let placeholder = self.add_pad_source(
+            "video-placeholder.pipeline",
+            &[],
+            &["out"],
+            &format!("placeholder-{session}"),
+            |bin| {
+                if let Some(label) = bin.by_name("label") {
+                    label.set_property("text", name);
+                }
+            },
+        )?;
+        self.placeholders.insert(session, placeholder);
+        // Above the session's video, filling its tile, if the layout shows it.
+        let mut edits = Edits::default();
+        self.place(&mut edits, session);
+        self.commit(edits);
+        Ok(())
     }
 }

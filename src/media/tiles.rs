@@ -200,12 +200,12 @@ impl Mixer {
         if let Some(p) = self.placeholders.get(&session) {
             if let Some(placement) = placement {
                 // The still picture is letterboxed into the whole tile, above the video.
-                edits.set_nick(&p.pad, "sizing-policy", "keep-aspect-ratio");
-                edits.set(&p.pad, "zorder", zorder(placement.z, Z_PLACEHOLDER));
-                edits.geometry(&p.pad, placement.rect);
+                edits.set_nick(p.pad(), "sizing-policy", "keep-aspect-ratio");
+                edits.set(p.pad(), "zorder", zorder(placement.z, Z_PLACEHOLDER));
+                edits.geometry(p.pad(), placement.rect);
             }
             let shown = placement.is_some() && muted;
-            edits.set(&p.pad, "alpha", if shown { 1.0f64 } else { 0.0 });
+            edits.set(p.pad(), "alpha", if shown { 1.0f64 } else { 0.0 });
         }
     }
 

@@ -87,7 +87,7 @@ impl RoomActor {
         let (peer_events_tx, peer_events) = mpsc::channel(peer::EVENT_QUEUE);
         let layout = ctx.config.default_layout.clone();
         RoomActor {
-            floor: super::tiling::floor_for(&layout),
+            floor: Floor::new(layout.speaker),
             layout,
             placed: Vec::new(),
             decorated: Decorations::default(),

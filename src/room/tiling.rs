@@ -5,7 +5,6 @@
 use super::actor::RoomActor;
 use super::api::{Canvas, LayoutView};
 use super::events::{RoomEvent, TileInfo};
-use super::floor::Floor;
 use super::layout::decor::{Named, decorate};
 use super::layout::{self, LayoutSpec, Preset, Region, Source, Stage, Tile};
 use super::session::Session;
@@ -220,9 +219,4 @@ fn tile_infos(tiles: &[Tile]) -> Vec<TileInfo> {
             fit: t.placement.fit,
         })
         .collect()
-}
-
-/// The floor a new room starts with: its layout's speaker settings.
-pub(super) fn floor_for(spec: &LayoutSpec) -> Floor {
-    Floor::new(spec.speaker)
 }

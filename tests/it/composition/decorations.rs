@@ -28,27 +28,9 @@ async fn issue14_labels_are_drawn_in_contrast_and_a_layout_change_shows_in_a_rec
     let server = TestServer::start(&["--recordings-dir", recordings.to_str().unwrap()])
         .expect("server starts");
     let room = "labels";
-    let mut clients = Vec::new();
-    for i in 0..2 {
-        let media = SendMedia {
-            tone_volume: 0.0,
-            ..SendMedia::new(COLOURS[i], TONES[i])
-        };
-        clients.push(
-            TestClient::join(
-                server.base_url(),
-                room,
-                Role::Contributor,
-                Some(media),
-                NAMES[i],
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    let viewer = TestClient::join(server.base_url(), room, Role::Viewer, None, "kiosk")
+    let (clients, viewer) = silent_room(&server, room, 2, Role::Contributor)
         .await
-        .unwrap();
+        .expect("joins");
     // Two side by side, each 16:9 picture letterboxed in its tall tile (y 180..540), its name
     // along the picture's bottom-left edge.
     let side_by_side = [((320, 360), colours::RED), ((960, 360), colours::GREEN)];
@@ -136,27 +118,9 @@ async fn issue14_labels_are_drawn_in_contrast_and_a_layout_change_shows_in_a_rec
 async fn issue14_a_shared_screen_goes_large_under_auto_presentation_and_the_layout_returns() {
     let server = TestServer::start(&[]).expect("server starts");
     let room = "share";
-    let mut clients = Vec::new();
-    for i in 0..2 {
-        let media = SendMedia {
-            tone_volume: 0.0,
-            ..SendMedia::new(COLOURS[i], TONES[i])
-        };
-        clients.push(
-            TestClient::join(
-                server.base_url(),
-                room,
-                Role::Participant,
-                Some(media),
-                NAMES[i],
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    let viewer = TestClient::join(server.base_url(), room, Role::Viewer, None, "kiosk")
+    let (clients, viewer) = silent_room(&server, room, 2, Role::Participant)
         .await
-        .unwrap();
+        .expect("joins");
     let side_by_side = [((320, 360), colours::RED), ((960, 360), colours::GREEN)];
     viewer
         .wait_for_frame(FRAME_DEADLINE, |f| shows(f, &side_by_side))

@@ -45,28 +45,33 @@ fn shows(frame: &Frame, expected: &[((u32, u32), Rgb)]) -> bool {
             .all(|(p, c)| is_close(colour_at(frame, *p), *c, TOLERANCE))
 }
 
-/// Red, green and blue join silent (their microphones send Opus silence), then a viewer.
-async fn room_of_three(server: &TestServer, room: &str) -> Result<(Vec<TestClient>, TestClient)> {
+/// The first `count` of red, green and blue join silent as `role` (their microphones send Opus
+/// silence), then a viewer.
+async fn silent_room(
+    server: &TestServer,
+    room: &str,
+    count: usize,
+    role: Role,
+) -> Result<(Vec<TestClient>, TestClient)> {
     let mut clients = Vec::new();
-    for (i, name) in NAMES.iter().enumerate() {
+    for (i, name) in NAMES.iter().enumerate().take(count) {
         let media = SendMedia {
             tone_volume: 0.0,
             ..SendMedia::new(COLOURS[i], TONES[i])
         };
         clients.push(
-            TestClient::join(
-                server.base_url(),
-                room,
-                Role::Participant,
-                Some(media),
-                name,
-            )
-            .await
-            .with_context(|| format!("{name} joins"))?,
+            TestClient::join(server.base_url(), room, role, Some(media), name)
+                .await
+                .with_context(|| format!("{name} joins"))?,
         );
     }
     let viewer = TestClient::join(server.base_url(), room, Role::Viewer, None, "kiosk").await?;
     Ok((clients, viewer))
+}
+
+/// Red, green and blue join silent as participants, then a viewer.
+async fn room_of_three(server: &TestServer, room: &str) -> Result<(Vec<TestClient>, TestClient)> {
+    silent_room(server, room, 3, Role::Participant).await
 }
 
 /// The public session id of each participant, by name.
