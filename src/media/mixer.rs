@@ -177,10 +177,31 @@ impl Mixer {
             return Ok(());
         }
         self.awake = true;
+        self.set_base_time_everywhere();
         self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| build_err("starting the room pipeline", e))?;
         Ok(())
+    }
+
+    /// Gives every element the running time's origin before the pipeline starts, so none sees
+    /// the clock without it. Left to GStreamer, a pipeline going to Playing hands its clock to
+    /// every element first and each one's base time only as that element changes state; an
+    /// audiomixer that woke in between (`force-live`, its src task already running) computed
+    /// running time from a base time of 0, took hours of clock as elapsed, and mixed ~10-20 s
+    /// of silence in a few milliseconds: the room then sent no audio until real time caught up
+    /// (1 room in 3 started mute for ~10 s here; `interop::issue9_a_new_participant_...`).
+    /// Starting from a base time chosen here (start time `NONE` tells the pipeline to keep it)
+    /// closes that window.
+    fn set_base_time_everywhere(&self) {
+        let clock = gst::SystemClock::obtain();
+        let base = clock.time();
+        self.pipeline.use_clock(Some(&clock));
+        self.pipeline.set_start_time(gst::ClockTime::NONE);
+        self.pipeline.set_base_time(base);
+        for element in self.pipeline.iterate_recurse().into_iter().flatten() {
+            element.set_base_time(base);
+        }
     }
 
     /// Whether the pipeline plays (composes frames).
