@@ -34,7 +34,6 @@ pub mod speaking;
 pub mod tls;
 pub mod types;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -48,13 +47,20 @@ pub struct Listeners {
     pub redirect: Option<TcpListener>,
 }
 
-/// Serves until `shutdown` resolves, then closes every room and waits for them.
+/// The process's stop requests (SIGTERM, SIGINT), one message each: the first starts a drain,
+/// the next stops at once. The sender is the signal handler's.
+pub type StopRequests = tokio::sync::mpsc::Receiver<()>;
+
+/// Serves until stopped: the first stop request starts a drain (new rooms are refused, the
+/// rooms that run go on until empty or `--drain-timeout`), then every room is closed and
+/// waited for; a second request ends the drain at once.
 pub async fn run(
     listeners: Listeners,
     tls: Option<tls::Tls>,
     config: config::Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut stops: StopRequests,
 ) -> anyhow::Result<()> {
+    let drain_timeout = config.drain_timeout;
     let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
     let auth = Arc::new(auth::Auth::new(config.api_keys.clone()));
     let admission = Arc::new(admission::Admission::new(config.limits.clone()));
@@ -74,8 +80,37 @@ pub async fn run(
         None => None,
     };
     let acceptor = tls.as_ref().map(tls::Tls::acceptor);
-    let stopping = async {
-        shutdown.await;
+    let drained = rooms.clone();
+    let stopping = async move {
+        if stops.recv().await.is_none() {
+            // Nobody can ask any more: serve for ever.
+            std::future::pending::<()>().await;
+        }
+        let running = drained.count();
+        tracing::info!(
+            rooms = running,
+            "draining: no new rooms; the {running} running end once empty, or in {}",
+            humantime::format_duration(drain_timeout)
+        );
+        drained.start_drain();
+        let started = std::time::Instant::now();
+        tokio::select! {
+            () = drained.drained() => tracing::info!(
+                "drained: every room ended in {:.1} s", started.elapsed().as_secs_f64()
+            ),
+            () = tokio::time::sleep(drain_timeout) => tracing::info!(
+                rooms = drained.count(),
+                "the drain timed out: ending the rooms left"
+            ),
+            Some(()) = stops.recv() => tracing::info!(
+                rooms = drained.count(),
+                "a second stop request: ending the rooms now"
+            ),
+        }
+        // Every room ends (their recordings finished) while the interface still answers, so
+        // the rooms' last events reach their streams; then the streams close and the
+        // interface stops.
+        drained.shutdown().await;
         stop.cancel();
     };
     serve::serve(listeners.http, acceptor, routes, stopping).await;

@@ -1,5 +1,6 @@
 //! The `tessera` binary: parse the command line and configuration, start logging and GStreamer,
-//! bind the listener, print where it listens, and serve until Ctrl-C or SIGTERM.
+//! bind the listener, print where it listens, and serve until SIGTERM or Ctrl-C (the first
+//! drains, a second stops at once).
 
 use anyhow::Context;
 use clap::Parser;
@@ -69,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let listeners = tessera::Listeners { http, redirect };
-            tessera::run(listeners, tls, config, shutdown_signal()).await
+            let (stop_tx, stops) = tokio::sync::mpsc::channel(4);
+            // Lives as long as the process: it only forwards signals.
+            tokio::spawn(forward_stop_signals(stop_tx));
+            tessera::run(listeners, tls, config, stops).await
         }
     }
 }
@@ -118,18 +122,26 @@ fn token(args: TokenArgs) -> anyhow::Result<String> {
     Ok(tessera::auth::mint(key, &claims)?)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds on unix");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// Forwards every SIGTERM and SIGINT (Ctrl-C) as a stop request: the first drains, the next
+/// stops at once (see [`tessera::run`]).
+async fn forward_stop_signals(stops: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot watch SIGTERM and SIGINT: stop the server with SIGKILL");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            Some(()) = term.recv() => "SIGTERM",
+            Some(()) = int.recv() => "SIGINT",
+            else => return,
+        };
+        tracing::info!("{name} received");
+        if stops.send(()).await.is_err() {
+            return;
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }

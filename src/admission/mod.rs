@@ -193,6 +193,19 @@ impl Admission {
         }))))
     }
 
+    /// Whether a new room would be admitted now (`GET /readyz`): the load, the sessions and
+    /// the `rooms` running are all under their limits. Takes nothing.
+    pub fn ready(&self, rooms: usize) -> Result<(), Refusal> {
+        decide_load(self.load.get(), self.limits.max_load)?;
+        if self.sessions.count(&()) >= self.limits.max_sessions {
+            return Err(Refusal::TooManySessions(self.limits.max_sessions));
+        }
+        if rooms >= self.limits.max_rooms {
+            return Err(Refusal::TooManyRooms(self.limits.max_rooms));
+        }
+        Ok(())
+    }
+
     /// An event stream for `addr`, held as long as the stream is open.
     pub fn admit_stream(&self, addr: Option<IpAddr>) -> Result<Slot<IpAddr>, Refusal> {
         self.streams

@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Seconds a room lives on after it became empty.
     #[arg(long, env = "TESSERA_ROOM_LINGER_SECS")]
     pub room_linger_secs: Option<f64>,
+    /// How long a drain (the first SIGTERM or SIGINT) waits for rooms to empty before it
+    /// ends them, e.g. `10m` (the default) or `30s`.
+    #[arg(long, env = "TESSERA_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<String>,
     /// Most rooms on the server (default 100).
     #[arg(long, env = "TESSERA_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
@@ -227,6 +231,7 @@ pub(super) struct FileConfig {
     pub(super) h264_low_video_kbps: Option<u32>,
     pub(super) max_participants: Option<usize>,
     pub(super) room_linger_secs: Option<f64>,
+    pub(super) drain_timeout: Option<String>,
     pub(super) max_rooms: Option<usize>,
     pub(super) max_sessions: Option<usize>,
     pub(super) rate_per_sec: Option<u32>,

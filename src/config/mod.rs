@@ -41,6 +41,8 @@ pub const DEFAULT_MAX_PARTICIPANTS: usize = 16;
 pub const DEFAULT_ROOM_LINGER_SECS: f64 = 30.0;
 /// How long the server waits for ICE gathering before it answers with what it has.
 pub const DEFAULT_GATHER_TIMEOUT_MS: u64 = 2000;
+/// How long a drain (SIGTERM) waits for rooms to empty before it ends them.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A range of UDP ports, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +120,8 @@ pub struct Config {
     pub max_participants: usize,
     /// Lifetime of an empty room.
     pub room_linger: Duration,
+    /// How long a drain waits for rooms to empty (`--drain-timeout`).
+    pub drain_timeout: Duration,
     /// Override directory for pipeline descriptions.
     pub pipelines_dir: Option<PathBuf>,
     /// Where recordings are written.
@@ -182,6 +186,7 @@ impl Default for Config {
             },
             max_participants: DEFAULT_MAX_PARTICIPANTS,
             room_linger: Duration::from_secs_f64(DEFAULT_ROOM_LINGER_SECS),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             pipelines_dir: None,
             recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
             auto_record: None,
@@ -243,6 +248,11 @@ impl Config {
                 )));
             }
             c.room_linger = Duration::from_secs_f64(v);
+        }
+        if let Some(v) = pick!(drain_timeout) {
+            c.drain_timeout = humantime::parse_duration(&v).map_err(|e| {
+                ConfigError::Invalid(format!("--drain-timeout {v:?}: {e} (use e.g. 10m or 30s)"))
+            })?;
         }
         let l = &mut c.limits;
         l.max_rooms = pick!(max_rooms).unwrap_or(l.max_rooms);

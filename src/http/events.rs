@@ -53,6 +53,9 @@ pub(super) fn events(room: String, authz: Authz, admit: Admit, rooms: Rooms) -> 
     // Subscribed before the snapshot is taken, so nothing falls between the two. The room's
     // own channel: another room's events never reach (or delay) this reader.
     let events = rooms.subscribe_events(&room);
+    // Ends once the server closed its rooms (their last events sent), so a stopping server
+    // is not held open by its readers.
+    let closed = rooms.closed();
     let first = futures::stream::once({
         let (rooms, room) = (rooms.clone(), room.clone());
         async move { rooms.snapshot(&room).await }
@@ -77,10 +80,13 @@ pub(super) fn events(room: String, authz: Authz, admit: Admit, rooms: Rooms) -> 
             Err(RecvError::Closed) => None,
         }
     });
-    let stream = first.chain(rest).map(|event: RoomEvent| {
-        warp::sse::Event::default()
-            .json_data(&event)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    });
+    let stream = first
+        .chain(rest)
+        .take_until(closed)
+        .map(|event: RoomEvent| {
+            warp::sse::Event::default()
+                .json_data(&event)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
     warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(stream)).into_response()
 }

@@ -72,7 +72,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
     // First the rate gate: a flood of offers costs a map lookup each, not a parse.
     limits::rate_gate(admission.clone())
-        .or(public(&auth))
+        .or(public(&auth, rooms.clone(), admission.clone()))
         .unify()
         .or(session(rooms.clone(), auth.clone(), admission.clone(), ice))
         .unify()
@@ -110,9 +110,12 @@ fn with_auth(auth: Arc<Auth>) -> impl Filter<Extract = (Arc<Auth>,), Error = Inf
     warp::any().map(move || auth.clone())
 }
 
-/// Anyone: the health check and the browser client's files.
-fn public(auth: &Auth) -> Routes {
+/// Anyone: the health and readiness checks and the browser client's files.
+fn public(auth: &Auth, rooms: Rooms, admission: Arc<Admission>) -> Routes {
     let tokens = auth.enabled();
+    let ready = warp::path!("readyz")
+        .and(warp::get())
+        .map(move || readiness(&rooms, &admission));
     let health = warp::path!("healthz").and(warp::get()).map(move || {
         json(
             StatusCode::OK,
@@ -128,7 +131,37 @@ fn public(auth: &Auth) -> Routes {
         })
         .and(warp::get())
         .map(|page: Reply| page);
-    health.or(pages).unify().boxed()
+    health.or(ready).unify().or(pages).unify().boxed()
+}
+
+/// `GET /readyz`: 200 while a new room would be admitted; 503 with `Retry-After` while the
+/// server drains or is at a limit (a load balancer sends new rooms elsewhere; rooms that run
+/// here go on).
+fn readiness(rooms: &Rooms, admission: &Admission) -> Reply {
+    let (status, reason) = if rooms.is_draining() {
+        (
+            "draining",
+            Some("the server is draining before it stops".to_owned()),
+        )
+    } else {
+        match admission.ready(rooms.count()) {
+            Ok(()) => ("ready", None),
+            Err(refusal) => ("busy", Some(refusal.to_string())),
+        }
+    };
+    let code = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut reply = json(code, &Readiness { status, reason });
+    if code != StatusCode::OK {
+        reply.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(crate::admission::BUSY_RETRY_AFTER.as_secs()),
+        );
+    }
+    reply
 }
 
 /// A session's own requests: joining (which makes the session) and what only that session
@@ -412,6 +445,16 @@ async fn recover(rejection: warp::Rejection) -> Result<Reply, Infallible> {
         "bad_request",
         "the request could not be understood",
     ))
+}
+
+/// The body of `GET /readyz`.
+#[derive(Serialize)]
+struct Readiness {
+    /// `ready`, `draining` or `busy`.
+    status: &'static str,
+    /// Why not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 #[derive(Serialize)]

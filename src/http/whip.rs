@@ -178,10 +178,19 @@ fn join_error(e: JoinError) -> Reply {
         JoinError::RoomFull(_) => (StatusCode::FORBIDDEN, "room_full"),
         JoinError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         JoinError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        JoinError::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
         JoinError::Refused(refusal) => return refused(refusal),
         JoinError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    error(status, code, &e.to_string())
+    let mut reply = error(status, code, &e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Another instance (or this one, once restarted) will take it.
+        reply.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(crate::admission::BUSY_RETRY_AFTER.as_secs()),
+        );
+    }
+    reply
 }
 
 /// Who asks and which session the URL segment names (its secret, or its public id), or the

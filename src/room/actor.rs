@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::api::{Canvas, RecordingError, RoomInfo, SessionError, TrickleError};
 use super::context::RoomContext;
-use super::events::{LeaveReason, RoomEvent};
+use super::events::{LeaveReason, RoomEndReason, RoomEvent};
 use super::floor::Floor;
 use super::handle::RoomCommand;
 use super::join::Negotiated;
@@ -67,8 +67,13 @@ pub(super) struct RoomActor {
     /// Each video output's measured bitrate: (bytes, when) of the last sample, and the rate.
     pub(super) output_rates: HashMap<OutputKey, (u64, Instant, f64)>,
     empty_since: Option<Instant>,
-    /// Set when the room must end now (an administrator ended it): why its sessions leave.
+    /// Set when the room must end now (an administrator ended it, the server stops, its
+    /// pipeline failed): why its sessions leave.
     ending: Option<LeaveReason>,
+    /// Why the room ends (set with `ending`; an empty room ends as [`RoomEndReason::Empty`]).
+    end_reason: RoomEndReason,
+    /// Whether the server drains: an empty room ends at once instead of lingering.
+    draining: bool,
     /// Whether the pipeline plays: it sleeps until a session connects and again whenever the
     /// room is empty and records nothing (see [`RoomActor::wake`]).
     awake: bool,
@@ -106,6 +111,8 @@ impl RoomActor {
             output_rates: HashMap::new(),
             empty_since: Some(Instant::now()),
             ending: None,
+            end_reason: RoomEndReason::Empty,
+            draining: false,
             awake: false,
             used: false,
             _live: Live::new(&metrics::ROOMS),
@@ -144,13 +151,19 @@ impl RoomActor {
             tracing::error!(room = %self.ctx.name, "automatic recording did not start: {e}");
         }
         let shutdown = self.ctx.shutdown.clone();
+        let draining = self.ctx.draining.clone();
         let linger = self.ctx.config.room_linger;
         loop {
             let keyframe_due = self.keyframes.values().filter_map(KeyframeGate::due).min();
             let connect_due = self.sessions.iter().filter_map(|s| s.connect_by).min();
             // A room nobody ever connected to (offers that went nowhere) has nobody to wait
-            // for: it ends as soon as it is empty.
-            let linger = if self.used { linger } else { Duration::ZERO };
+            // for: it ends as soon as it is empty; and so does every room while the server
+            // drains (nobody will come back to it here).
+            let linger = if self.used && !self.draining {
+                linger
+            } else {
+                Duration::ZERO
+            };
             let end_at = self.empty_since.map(|t| t + linger);
             tokio::select! {
                 Some(cmd) = self.commands.recv() => {
@@ -162,6 +175,8 @@ impl RoomActor {
                 Some(ev) = self.peer_events.recv() => self.on_peer_event(ev).await,
                 events = self.mixer_events.next() => {
                     if !self.on_mixer_events(events).await {
+                        self.ending = Some(LeaveReason::Dropped);
+                        self.end_reason = RoomEndReason::Failed;
                         break;
                     }
                 }
@@ -177,7 +192,16 @@ impl RoomActor {
                         break;
                     }
                 }
-                _ = shutdown.cancelled() => break,
+                _ = draining.cancelled(), if !self.draining => {
+                    tracing::info!(room = %self.ctx.name, "the server drains: the room ends once empty");
+                    self.draining = true;
+                    self.update_empty();
+                }
+                _ = shutdown.cancelled() => {
+                    self.ending = Some(LeaveReason::Shutdown);
+                    self.end_reason = RoomEndReason::Shutdown;
+                    break;
+                }
             }
             self.sleep_if_idle().await;
         }
@@ -225,11 +249,13 @@ impl RoomActor {
             }
         }
         while self.background.join_next().await.is_some() {}
-        self.ctx.publish(RoomEvent::RoomEnded);
+        self.ctx.publish(RoomEvent::RoomEnded {
+            reason: self.end_reason,
+        });
         // The pipeline goes to Null on the mixer's thread; wait for it, so a room that ended
         // leaves no pipeline behind.
         self.mixer.shutdown().await;
-        tracing::info!(room = %self.ctx.name, "room ended");
+        tracing::info!(room = %self.ctx.name, reason = ?self.end_reason, "room ended");
     }
 
     pub(super) fn update_empty(&mut self) {
@@ -264,6 +290,7 @@ impl RoomActor {
             RoomCommand::End { reply } => {
                 tracing::info!(room = %self.ctx.name, "ended by an administrator");
                 self.ending = Some(LeaveReason::RoomEnded);
+                self.end_reason = RoomEndReason::Ended;
                 let _ = reply.send(());
             }
             RoomCommand::Info { reply } => {

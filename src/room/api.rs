@@ -51,6 +51,12 @@ pub enum JoinError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The server drains before it stops: it starts no new room.
+    #[error(
+        "the server is draining before it stops: it starts no new room (the rooms it runs \
+         still take joins); try again later or elsewhere"
+    )]
+    Draining,
     /// A limit of the server or of the caller's address (admission control).
     #[error("{0}")]
     Refused(crate::admission::Refusal),

@@ -26,6 +26,8 @@ pub(super) struct RoomContext {
     pub recordings: Recordings,
     /// Cancelled when the server stops: the room ends.
     pub shutdown: CancellationToken,
+    /// Cancelled when the server starts draining: the room ends once empty, without lingering.
+    pub draining: CancellationToken,
     /// Tells the registry this room ended (see [`Registration`]).
     pub registration: Registration,
 }

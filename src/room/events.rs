@@ -37,6 +37,8 @@ pub enum LeaveReason {
     Kicked,
     /// An administrator ended the room (`DELETE /rooms/{room}`).
     RoomEnded,
+    /// The server stopped (a drain that timed out, or a second signal).
+    Shutdown,
 }
 
 impl LeaveReason {
@@ -49,6 +51,7 @@ impl LeaveReason {
             LeaveReason::Dropped => "dropped: its media cannot be decoded",
             LeaveReason::Kicked => "removed by an administrator",
             LeaveReason::RoomEnded => "the room was ended by an administrator",
+            LeaveReason::Shutdown => "the server shut down",
         }
     }
 }
@@ -148,8 +151,25 @@ pub enum RoomEvent {
         /// It, with its `error`.
         recording: RecordingInfo,
     },
-    /// The room ended (empty for its linger time, or the server is stopping).
-    RoomEnded,
+    /// The room ended.
+    RoomEnded {
+        /// Why.
+        reason: RoomEndReason,
+    },
+}
+
+/// Why a room ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomEndReason {
+    /// It was empty for its linger time (at once while the server drains).
+    Empty,
+    /// An administrator ended it (`DELETE /rooms/{room}`).
+    Ended,
+    /// The server stopped before it emptied (drain timeout, second signal).
+    Shutdown,
+    /// Its pipeline failed.
+    Failed,
 }
 
 /// The event channel of every room name that has a room or a reader.
@@ -209,7 +229,9 @@ mod tests {
         let mut quiet_reader = channels.subscribe("quiet");
         let quiet = channels.sender("quiet");
         for _ in 0..10_000 {
-            let _ = busy.send(RoomEvent::RoomEnded);
+            let _ = busy.send(RoomEvent::RoomEnded {
+                reason: RoomEndReason::Empty,
+            });
         }
         let _ = quiet.send(RoomEvent::ViewersChanged { viewers: 1 });
         // The quiet room's reader sees its one event, not the busy room's thousands.
@@ -267,8 +289,11 @@ mod tests {
             r#"{"type":"participant_left","id":"1f","name":null,"reason":"failed"}"#
         );
         assert_eq!(
-            serde_json::to_string(&RoomEvent::RoomEnded).unwrap(),
-            r#"{"type":"room_ended"}"#
+            serde_json::to_string(&RoomEvent::RoomEnded {
+                reason: RoomEndReason::Shutdown
+            })
+            .unwrap(),
+            r#"{"type":"room_ended","reason":"shutdown"}"#
         );
     }
 }

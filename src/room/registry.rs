@@ -39,6 +39,10 @@ pub(super) struct RoomsInner {
     /// Every room actor, so shutdown can wait for all of them.
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled when the server drains: no new room starts, each running one ends once empty.
+    draining: CancellationToken,
+    /// Cancelled once [`Rooms::shutdown`] saw every room end: event streams close then.
+    closed: CancellationToken,
     /// Each room name's event channel.
     events: EventChannels,
     /// Every recording of this process.
@@ -82,6 +86,8 @@ impl Rooms {
                 map: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                draining: CancellationToken::new(),
+                closed: CancellationToken::new(),
                 events: EventChannels::default(),
                 recordings,
             }),
@@ -98,6 +104,9 @@ impl Rooms {
         }
         if let Some(handle) = self.get(room) {
             return Ok(handle);
+        }
+        if self.inner.draining.is_cancelled() {
+            return Err(JoinError::Draining);
         }
         let max_rooms = self.inner.config.limits.max_rooms;
         let full = || JoinError::Refused(Refusal::TooManyRooms(max_rooms));
@@ -140,6 +149,7 @@ impl Rooms {
             events: self.inner.events.sender(room),
             recordings: self.inner.recordings.clone(),
             shutdown: self.inner.shutdown.clone(),
+            draining: self.inner.draining.clone(),
             registration: Registration {
                 registry: Arc::downgrade(&self.inner),
                 instance: handle.instance,
@@ -399,10 +409,38 @@ impl Rooms {
         out
     }
 
+    /// Starts a drain: new rooms are refused ([`JoinError::Draining`]); the rooms that run
+    /// keep running, accept joins, and end once empty.
+    pub fn start_drain(&self) {
+        self.inner.draining.cancel();
+    }
+
+    /// Whether the server drains.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.is_cancelled()
+    }
+
+    /// How many rooms run.
+    pub fn count(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// Resolves once no room runs (and none will start: call during a drain).
+    pub async fn drained(&self) {
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
     /// Ends every room and waits until their pipelines and peers are gone.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        self.inner.closed.cancel();
+    }
+
+    /// Resolves once the server closed every room for good (after [`Rooms::shutdown`]).
+    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.inner.closed.clone().cancelled_owned()
     }
 }

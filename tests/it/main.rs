@@ -8,6 +8,7 @@ mod composition;
 mod core_mcu;
 mod https;
 mod interop;
+mod operations;
 mod outputs;
 mod packages;
 mod recording;

@@ -169,7 +169,7 @@ async fn issue4_room_events_tell_who_joins_mutes_and_leaves() -> Result<()> {
     assert_eq!(left["id"], id.as_str(), "{left}");
     assert_eq!(left["reason"], "left", "{left}");
     let ended = events.until("room_ended", DEADLINE).await?;
-    assert_eq!(ended, json!({"type": "room_ended"}));
+    assert_eq!(ended, json!({"type": "room_ended", "reason": "empty"}));
 
     let bad = http::put_json(&mute_url, &json!({"video": "yes"})).await?;
     assert!(matches!(bad.status, 400 | 404), "{}", bad.body);

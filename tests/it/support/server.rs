@@ -219,18 +219,44 @@ impl TestServer {
     /// shutdown tests; a server that does not exit in time is killed and this returns an error.
     pub fn terminate(&mut self, signal: &str) -> Result<ExitStatus> {
         let pid = self.pid();
-        // std has no kill(2) with a chosen signal, and libc is not a dependency; kill(1) is.
-        let status = Command::new("kill")
-            .args(["-s", signal, &pid.to_string()])
-            .status()
-            .context("running kill(1)")?;
-        anyhow::ensure!(status.success(), "kill -s {signal} {pid} failed: {status}");
+        self.signal(signal)?;
         match self.wait_for_exit(SHUTDOWN_TIMEOUT) {
             Some(status) => Ok(status),
             None => {
                 self.kill();
                 bail!("tessera (pid {pid}) did not exit within {SHUTDOWN_TIMEOUT:?} of SIG{signal}")
             }
+        }
+    }
+
+    /// Send `signal` (a name `kill -s` understands) and return at once.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid();
+        // std has no kill(2) with a chosen signal; kill(1) is.
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .context("running kill(1)")?;
+        anyhow::ensure!(status.success(), "kill -s {signal} {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// Waits (up to `deadline`, without blocking the test's runtime) for the server to exit on
+    /// its own, and says how it exited.
+    pub async fn exited(&mut self, deadline: Duration) -> Result<ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.has_exited()? {
+                return Ok(status);
+            }
+            if Instant::now() >= until {
+                bail!(
+                    "tessera (pid {}) did not exit within {deadline:?}",
+                    self.pid()
+                );
+            }
+            // The one poll of an async test: a child's exit has no async wait in std.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
