@@ -45,6 +45,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// Plain HTTP that redirects to the interface (`--http-redirect-port`).
     pub redirect: Option<TcpListener>,
+    /// Plain HTTP with `GET /metrics` alone (`--metrics-listen`).
+    pub metrics: Option<TcpListener>,
 }
 
 /// The process's stop requests (SIGTERM, SIGINT), one message each: the first starts a drain,
@@ -61,6 +63,7 @@ pub async fn run(
     mut stops: StopRequests,
 ) -> anyhow::Result<()> {
     let drain_timeout = config.drain_timeout;
+    metrics::set_room_limit(config.metrics_room_limit);
     let media = media::MediaFactory::new(config.pipelines_dir.as_deref())?;
     let auth = Arc::new(auth::Auth::new(config.api_keys.clone()));
     let admission = Arc::new(admission::Admission::new(config.limits.clone()));
@@ -79,6 +82,15 @@ pub async fn run(
         }
         None => None,
     };
+    let metrics_server = listeners.metrics.map(|listener| {
+        let stopped = stop.clone().cancelled_owned();
+        tokio::spawn(serve::serve(
+            listener,
+            None,
+            http::metrics_routes(),
+            stopped,
+        ))
+    });
     let acceptor = tls.as_ref().map(tls::Tls::acceptor);
     let drained = rooms.clone();
     let stopping = async move {
@@ -116,6 +128,9 @@ pub async fn run(
     serve::serve(listeners.http, acceptor, routes, stopping).await;
     if let Some(redirect) = redirect {
         let _ = redirect.await;
+    }
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
     }
     rooms.shutdown().await;
     let _ = sampler.await;

@@ -69,7 +69,24 @@ async fn main() -> anyhow::Result<()> {
                      record and administer every room (see --api-key, --require-auth)"
                 );
             }
-            let listeners = tessera::Listeners { http, redirect };
+            let metrics = match config.metrics_listen {
+                Some(at) => {
+                    let listener = tokio::net::TcpListener::bind(at)
+                        .await
+                        .with_context(|| format!("binding the metrics listener on {at}"))?;
+                    println!(
+                        "tessera metrics on http://{}/metrics",
+                        listener.local_addr()?
+                    );
+                    Some(listener)
+                }
+                None => None,
+            };
+            let listeners = tessera::Listeners {
+                http,
+                redirect,
+                metrics,
+            };
             let (stop_tx, stops) = tokio::sync::mpsc::channel(4);
             // Lives as long as the process: it only forwards signals.
             tokio::spawn(forward_stop_signals(stop_tx));

@@ -90,12 +90,19 @@ pub enum MediaKind {
     Video,
 }
 
-impl fmt::Display for MediaKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl MediaKind {
+    /// `audio` or `video`.
+    pub fn name(self) -> &'static str {
+        match self {
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
-        })
+        }
+    }
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -112,6 +119,15 @@ pub enum SessionKind {
 }
 
 impl SessionKind {
+    /// Its name in lower case (metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionKind::Participant => "participant",
+            SessionKind::Contributor => "contributor",
+            SessionKind::Viewer => "viewer",
+        }
+    }
+
     /// Whether the session contributes media to the mix.
     pub fn sends(self) -> bool {
         matches!(self, SessionKind::Participant | SessionKind::Contributor)

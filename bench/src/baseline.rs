@@ -88,7 +88,11 @@ pub async fn baseline(
     let mut drains = JoinSet::new();
     for r in 0..rooms {
         let (mixer, events) = factory
-            .start_mixer(&format!("baseline-{r}"), &config.mix)
+            .start_mixer(
+                &format!("baseline-{r}"),
+                &config.mix,
+                tessera::metrics::RoomMetrics::start(&format!("baseline-{r}")),
+            )
             .await?;
         drains.spawn(async move {
             loop {

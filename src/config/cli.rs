@@ -110,6 +110,14 @@ pub struct ServeArgs {
     /// ends them, e.g. `10m` (the default) or `30s`.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<String>,
+    /// Serve `GET /metrics` (Prometheus) on this address too, alone and without a token (for
+    /// a monitoring network); on the main interface it needs an administrator's token.
+    #[arg(long, env = "TESSERA_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Rooms with series of their own in `GET /metrics` (default 100); rooms beyond share the
+    /// label `room="_other"`, so the number of series stays bounded.
+    #[arg(long, env = "TESSERA_METRICS_ROOM_LIMIT")]
+    pub metrics_room_limit: Option<usize>,
     /// Most rooms on the server (default 100).
     #[arg(long, env = "TESSERA_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
@@ -232,6 +240,8 @@ pub(super) struct FileConfig {
     pub(super) max_participants: Option<usize>,
     pub(super) room_linger_secs: Option<f64>,
     pub(super) drain_timeout: Option<String>,
+    pub(super) metrics_listen: Option<std::net::SocketAddr>,
+    pub(super) metrics_room_limit: Option<usize>,
     pub(super) max_rooms: Option<usize>,
     pub(super) max_sessions: Option<usize>,
     pub(super) rate_per_sec: Option<u32>,

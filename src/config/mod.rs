@@ -122,6 +122,10 @@ pub struct Config {
     pub room_linger: Duration,
     /// How long a drain waits for rooms to empty (`--drain-timeout`).
     pub drain_timeout: Duration,
+    /// Where `GET /metrics` is served alone (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Rooms with series of their own in `GET /metrics`.
+    pub metrics_room_limit: usize,
     /// Override directory for pipeline descriptions.
     pub pipelines_dir: Option<PathBuf>,
     /// Where recordings are written.
@@ -187,6 +191,8 @@ impl Default for Config {
             max_participants: DEFAULT_MAX_PARTICIPANTS,
             room_linger: Duration::from_secs_f64(DEFAULT_ROOM_LINGER_SECS),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            metrics_listen: None,
+            metrics_room_limit: crate::metrics::DEFAULT_ROOM_LIMIT,
             pipelines_dir: None,
             recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
             auto_record: None,
@@ -253,6 +259,10 @@ impl Config {
             c.drain_timeout = humantime::parse_duration(&v).map_err(|e| {
                 ConfigError::Invalid(format!("--drain-timeout {v:?}: {e} (use e.g. 10m or 30s)"))
             })?;
+        }
+        c.metrics_listen = pick!(metrics_listen);
+        if let Some(v) = pick!(metrics_room_limit) {
+            c.metrics_room_limit = v;
         }
         let l = &mut c.limits;
         l.max_rooms = pick!(max_rooms).unwrap_or(l.max_rooms);

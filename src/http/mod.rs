@@ -7,10 +7,10 @@
 //!
 //! | group | routes | who (with tokens on) |
 //! |---|---|---|
-//! | public | `GET /healthz`; the browser client: `GET /`, `/view.html`, `/js/*`, `/style.css` | anyone |
+//! | public | `GET /healthz`, `GET /readyz`; the browser client: `GET /`, `/view.html`, `/js/*`, `/style.css` | anyone |
 //! | a session's own | `POST /rooms/{room}/whip` and `/whep` (offer → 201 + answer + `Location` + `Link` ICE servers); `GET /ice-servers` (the same, for a page before its offer); `PATCH`, `DELETE` `/rooms/{room}/sessions/{secret}`; `PUT .../mute` | `join`/`contribute`/`view` for the room; then the session's identity |
 //! | a room's | `GET /rooms/{room}` (state), `GET /rooms/{room}/events` (SSE), `GET /rooms/{room}/layout`, `POST .../layout?dry_run=true`; recordings: `POST`/`GET /rooms/{room}/recordings`, `DELETE .../{id}`, `GET .../{id}/file`; administration: `DELETE /rooms/{room}`, `PUT /rooms/{room}/layout`, `DELETE`/`PUT .../mute`/`PUT .../pin` of `/rooms/{room}/sessions/{public id}` | any grant for the room to read; `record`; `admin` |
-//! | the server's | `GET /rooms` (every room), `GET /debug/counts` | `admin` for room `*` |
+//! | the server's | `GET /rooms` (every room), `GET /debug/counts`, `GET /metrics` (Prometheus; also alone on `--metrics-listen`, without a token) | `admin` for room `*` |
 //!
 //! The check for each group is in its handlers, through `access.rs`: the caller is read once
 //! per request, then each handler asks the policy (`crate::auth::policy`) what it may do.
@@ -100,6 +100,18 @@ pub fn routes(
             );
             reply
         })
+        // Every answer is counted (`tessera_http_requests`), by route group and status.
+        .with(warp::log::custom(|info| {
+            let labels = crate::metrics::HttpLabels {
+                route: crate::metrics::route_group(info.path()),
+                status: info.status().as_u16(),
+            };
+            crate::metrics::families()
+                .http_requests
+                .get_or_create(&labels)
+                .inc();
+        }))
+        .map(warp::Reply::into_response)
 }
 
 fn with_rooms(rooms: Rooms) -> impl Filter<Extract = (Rooms,), Error = Infallible> + Clone {
@@ -337,7 +349,7 @@ fn room(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
 
 /// The server's: every room, the debug counts.
 fn server(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
-    let caller = access::caller(auth);
+    let caller = access::caller(auth.clone());
     let list = warp::path!("rooms")
         .and(warp::get())
         .and(caller.clone())
@@ -364,7 +376,42 @@ fn server(rooms: Rooms, auth: Arc<Auth>, admission: Arc<Admission>) -> Routes {
                 Err(reply) => reply,
             },
         );
-    list.or(counts).unify().boxed()
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(access::caller(auth))
+        .map(
+            |authz: Authz| match allow(authz, |c| c.may_administer_server()) {
+                Ok(_) => metrics_reply(),
+                Err(reply) => reply,
+            },
+        );
+    list.or(counts).unify().or(metrics).unify().boxed()
+}
+
+/// `GET /metrics`: the Prometheus exposition.
+pub fn metrics_reply() -> Reply {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
+        .body(crate::metrics::render().into())
+        .expect("a static content type")
+}
+
+/// The routes of `--metrics-listen`: `GET /metrics` alone, without a token (the port is
+/// meant for the monitoring network only).
+pub fn metrics_routes()
+-> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::path!("metrics")
+        .and(warp::get())
+        .map(metrics_reply)
+        .or(warp::any().map(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this port serves GET /metrics only",
+            )
+        }))
+        .unify()
 }
 
 fn unknown_room(room: &str) -> Reply {

@@ -10,7 +10,12 @@ pub fn allowed_methods(path: &str, is_page: impl Fn(&str) -> bool) -> Option<&'s
     const GET: &[Method] = &[Method::GET];
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let allowed: &'static [Method] = match segments.as_slice() {
-        ["healthz"] | ["readyz"] | ["rooms"] | ["debug", "counts"] | ["ice-servers"] => GET,
+        ["healthz"]
+        | ["readyz"]
+        | ["metrics"]
+        | ["rooms"]
+        | ["debug", "counts"]
+        | ["ice-servers"] => GET,
         ["rooms", _room] => &[Method::GET, Method::DELETE],
         ["rooms", _room, "whip" | "whep"] => &[Method::POST],
         ["rooms", _room, "sessions", _id] => &[Method::PATCH, Method::DELETE],

@@ -140,7 +140,14 @@ pub(super) async fn join(
         caller: caller.clone(),
         slots,
     };
-    match rooms.join(&room, request).await {
+    let started = std::time::Instant::now();
+    let joined = rooms.join(&room, request).await;
+    if joined.is_ok() {
+        crate::metrics::families()
+            .join_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+    match joined {
         Ok(answer) => {
             let session = answer.session.to_string();
             let mut reply = created(&room, answer);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use gst::prelude::*;
 
 use super::input::JITTER_MS;
+use super::measure::{MixPosition, watch_late_audio};
 use super::mixer::Mixer;
 use super::pads::{block_until_idle, remove_bin};
 use super::video_output::Tap;
@@ -27,10 +28,12 @@ const AUDIO_LINK_QUEUE: Duration = Duration::from_millis(200);
 /// `audio-mix.pipeline` whose audiomixer gets one ghost sink pad per linked input.
 pub(super) struct AudioMix {
     pub(super) bin: gst::Bin,
-    mixer: gst::Element,
+    pub(super) mixer: gst::Element,
     /// The valve before the encoder: closed while nobody listens.
     pub(super) gate: gst::Element,
     pub(super) tap: Tap,
+    /// How far it has mixed (late input counts as an underrun, see `measure.rs`).
+    position: Arc<MixPosition>,
 }
 
 /// A link from an input's tee into an audio mix.
@@ -197,6 +200,11 @@ impl Mixer {
             .mixer
             .request_pad_simple("sink_%u")
             .ok_or_else(|| build_err(context(), "audiomixer gave no sink pad"))?;
+        watch_late_audio(
+            &mixer_pad,
+            target.position.clone(),
+            self.metrics.audio_underruns.clone(),
+        );
         let ghost = gst::GhostPad::builder_with_target(&mixer_pad)
             .map_err(|e| build_err(context(), e))?
             .name(format!("in-{source}"))
@@ -359,10 +367,15 @@ pub(super) fn new_audio_mix(
         .by_name("gate")
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no valve named gate"))?;
     pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
+    let position = Arc::new(MixPosition::default());
+    if let Some(src) = mixer.static_pad("src") {
+        position.watch(&src);
+    }
     Ok(AudioMix {
         bin,
         mixer,
         gate,
         tap,
+        position,
     })
 }

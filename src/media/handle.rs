@@ -108,6 +108,7 @@ impl MixerHandle {
         codecs: Vec<VideoCodec>,
         room: String,
         mix: MixConfig,
+        metrics: Arc<crate::metrics::RoomMetrics>,
     ) -> Result<(MixerHandle, MixerEvents), MediaError> {
         let signals = Arc::new(Signals::default());
         let events = MixerEvents(signals.clone());
@@ -116,7 +117,7 @@ impl MixerHandle {
         let thread = std::thread::Builder::new()
             .name(format!("mixer-{room}"))
             .spawn(
-                move || match Mixer::start(templates, &codecs, &room, &mix, signals) {
+                move || match Mixer::start(templates, &codecs, &room, &mix, signals, metrics) {
                     Ok(mixer) => {
                         let _ = started_tx.send(Ok(mixer.taps()));
                         run(mixer, rx);

@@ -11,11 +11,13 @@ use bytes::Bytes;
 use gst::prelude::*;
 
 use super::bus::{Signals, watch_keyframe_requests};
+use super::measure::watch_input_frames;
 use super::mixer::Mixer;
 use super::pads::Edits;
 use super::pads::{block_until_idle, remove_bin};
 use super::tiles::{SharedFraming, frame, watch_label, watch_source_size};
 use super::{MediaError, build_err};
+use crate::metrics::InputClock;
 use crate::rtp::packet as rtp_packet;
 use crate::speaking::{Speech, VoiceGate, dbov};
 use crate::types::{AudioLevel, InputCodec, MediaKind, Placement, RtpSink, SessionId};
@@ -37,6 +39,8 @@ pub(super) struct Input {
     pub(super) framing: SharedFraming,
     /// Video: the `crop` element of its branch (fit "cover").
     pub(super) crop: Option<gst::Element>,
+    /// Video: when it last delivered a decoded frame (for `GET /metrics`).
+    pub(super) clock: Option<Arc<InputClock>>,
 }
 
 /// The pushing end of an input, handed to the peer's reading task (and a recording's feeders).
@@ -289,6 +293,7 @@ impl Mixer {
             dropped: Arc::default(),
             framing: SharedFraming::default(),
             crop: bin.by_name("crop"),
+            clock: None,
         };
         let linked = match codec.kind {
             MediaKind::Video => {
@@ -338,6 +343,12 @@ impl Mixer {
                     watch_label(&overlay, input.framing.clone());
                 }
                 input.compositor_pad = Some(pad.clone());
+                let clock = self.metrics.watch_input(session);
+                watch_input_frames(&src, clock.clone());
+                if self.video_muted.contains(&session) {
+                    self.metrics.forget_input(session);
+                }
+                input.clock = Some(clock);
                 src.link(&pad)
                     .map(|_| ())
                     .map_err(|e| build_err(context(), e))
@@ -392,6 +403,7 @@ impl Mixer {
             // A decoder that joins mid-stream can start only at a keyframe.
             self.signals.keyframe_wanted(session);
         }
+        self.measure_latency();
         self.dump_graph(&format!("added-{}-{session}", codec.kind));
         Ok(sink)
     }
@@ -402,6 +414,9 @@ impl Mixer {
             MediaKind::Audio => self.audio_inputs.remove(&session),
         };
         let Some(input) = input else { return };
+        if kind == MediaKind::Video {
+            self.metrics.forget_input(session);
+        }
         if kind == MediaKind::Audio {
             self.unlink_source(session);
         }

@@ -13,12 +13,13 @@ use super::audio_mix::{AudioLink, AudioMix, new_audio_mix};
 use super::bus::{Signals, watch_bus};
 use super::decor::Decor;
 use super::input::Input;
+use super::measure::watch_frame_interval;
 use super::pads::FrameEdits;
 use super::placeholder::Placeholder;
 use super::video_output::{Tap, VideoOutput, add_video_output};
 use super::{MediaError, Recorder, Templates, build_err};
 use crate::config::MixConfig;
-use crate::metrics::{self, Live};
+use crate::metrics::{self, Live, RoomMetrics};
 use crate::types::{MediaKind, OutputKey, Placement, RecordingFormat, SessionId, Tier, VideoCodec};
 
 /// Diagnostic counts of a mixer, for the room's debug info.
@@ -72,6 +73,8 @@ pub(super) struct Mixer {
     pub(super) frame_edits: Arc<FrameEdits>,
     /// Whether the pipeline was started ([`Mixer::wake`]).
     awake: bool,
+    /// What the pipeline's probes measure, for `GET /metrics`.
+    pub(super) metrics: Arc<RoomMetrics>,
     _live: Live,
 }
 
@@ -91,6 +94,7 @@ impl Mixer {
         room: &str,
         mix: &MixConfig,
         signals: Arc<Signals>,
+        metrics: Arc<RoomMetrics>,
     ) -> Result<Mixer, MediaError> {
         let desc = templates.render(
             "video-mix.pipeline",
@@ -118,13 +122,14 @@ impl Mixer {
                 let key = OutputKey { codec, tier };
                 video_outputs.insert(
                     key,
-                    add_video_output(&templates, &pipeline, &canvas, key, mix)?,
+                    add_video_output(&templates, &pipeline, &canvas, key, mix, &metrics)?,
                 );
             }
         }
         watch_bus(&pipeline, signals.clone());
         let frame_edits = Arc::new(FrameEdits::default());
         frame_edits.watch(&compositor);
+        watch_frame_interval(&compositor, metrics.frame_interval.clone());
 
         let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone")?;
         everyone
@@ -151,6 +156,7 @@ impl Mixer {
             decor: Decor::default(),
             frame_edits,
             awake: false,
+            metrics,
             _live: Live::new(&metrics::PIPELINES),
         };
         // Nobody receives anything yet: every shared encoder idles until someone does.
@@ -263,6 +269,23 @@ impl Mixer {
         if let Err(e) = self.pipeline.recalculate_latency() {
             tracing::debug!("recalculating latency: {e}");
         }
+        self.measure_latency();
+    }
+
+    /// Records what the mixers now wait for their live inputs (each aggregator answers a
+    /// latency query with its inputs' jitter buffers and decoders plus its own latency); the
+    /// appsinks, which do not sync, would say 0.
+    pub(super) fn measure_latency(&self) {
+        let latency = [&self.compositor, &self.everyone.mixer]
+            .into_iter()
+            .filter_map(|element| {
+                let mut query = gst::query::Latency::new();
+                element.query(&mut query).then(|| query.result().1)
+            })
+            .max();
+        if let Some(latency) = latency {
+            self.metrics.set_pipeline_latency(latency.into());
+        }
     }
 
     /// Counts for the debug info.
@@ -351,6 +374,7 @@ mod tests {
             "unit",
             &mix,
             Arc::default(),
+            RoomMetrics::start("unit"),
         )
         .expect("mixer starts");
         assert_eq!(

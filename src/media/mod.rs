@@ -20,6 +20,7 @@ mod bus;
 mod decor;
 mod handle;
 mod input;
+mod measure;
 mod mixer;
 mod pads;
 mod placeholder;
@@ -139,6 +140,7 @@ impl MediaFactory {
         &self,
         room: &str,
         mix: &MixConfig,
+        metrics: Arc<crate::metrics::RoomMetrics>,
     ) -> Result<(MixerHandle, MixerEvents), MediaError> {
         let _building = self
             .builds
@@ -150,6 +152,7 @@ impl MediaFactory {
             self.encodable.clone(),
             room.to_owned(),
             mix.clone(),
+            metrics,
         )
         .await
     }

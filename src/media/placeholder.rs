@@ -21,6 +21,8 @@ impl Mixer {
     pub(super) fn set_muted_video(&mut self, session: SessionId, muted: bool, name: &str) {
         if muted {
             self.video_muted.insert(session);
+            // A camera that is off sends nothing on purpose: not a stale source.
+            self.metrics.forget_input(session);
             if let Err(e) = self.show_placeholder(session, name) {
                 tracing::warn!(%session, "showing the camera-off placeholder: {e}");
             }
@@ -31,6 +33,13 @@ impl Mixer {
             return;
         }
         self.video_muted.remove(&session);
+        if let Some(clock) = self
+            .video_inputs
+            .get(&session)
+            .and_then(|i| i.clock.clone())
+        {
+            self.metrics.rewatch_input(session, clock);
+        }
         let placeholder = self.placeholders.get(&session).map(|p| p.pad().clone());
         let input = self.video_inputs.get(&session);
         let video_pad = self.video_pad(session);

@@ -153,6 +153,7 @@ pub(super) fn add_video_output(
     canvas: &gst::Element,
     key: OutputKey,
     mix: &MixConfig,
+    metrics: &crate::metrics::RoomMetrics,
 ) -> Result<VideoOutput, MediaError> {
     let context = || format!("adding the {key} video output");
     let desc = output_description(templates, key, mix)?;
@@ -174,6 +175,13 @@ pub(super) fn add_video_output(
     let cap = Arc::new(Mutex::new(RateCap::new(u64::from(kbps) * 1000)));
     let tap = Tap::attach(&sink, Some(cap.clone()));
     cap_encoder(&encoder, &cap).map_err(|e| build_err(context(), e))?;
+    let output = key.to_string();
+    super::measure::watch_encoder(
+        &encoder,
+        bin.by_name("ahead").as_ref(),
+        metrics.encode(&output),
+        metrics.encoder_drops(&output),
+    );
     pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
     let tee_pad = canvas
         .request_pad_simple("src_%u")

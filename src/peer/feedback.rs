@@ -5,6 +5,7 @@
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use tokio::sync::mpsc;
@@ -48,7 +49,11 @@ impl KeyframeAsker {
             media_ssrc,
         };
         match track.write_rtcp(vec![Box::new(pli)]).await {
-            Ok(()) => true,
+            Ok(()) => {
+                let sent = crate::metrics::DirectionLabel { direction: "sent" };
+                crate::metrics::families().plis.get_or_create(&sent).inc();
+                true
+            }
             Err(e) => {
                 tracing::debug!(session = %self.session, "sending PLI: {e}");
                 false
@@ -79,6 +84,18 @@ impl Peer {
         self.tasks.spawn(async move {
             let mut last_estimate: Option<std::time::Instant> = None;
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
+                let families = crate::metrics::families();
+                for p in &packets {
+                    let any = p.as_any();
+                    let received = crate::metrics::DirectionLabel {
+                        direction: "received",
+                    };
+                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                        families.plis.get_or_create(&received).inc();
+                    } else if any.is::<TransportLayerNack>() {
+                        families.nacks.get_or_create(&received).inc();
+                    }
+                }
                 let wants_keyframe = packets.iter().any(|p| {
                     let any = p.as_any();
                     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()

@@ -28,6 +28,7 @@ impl Peer {
                         match event {
                             TrackRemoteEvent::OnRtpPacket(packet) => {
                                 if let Ok(bytes) = packet.marshal() {
+                                    metrics::families().rtp("in", kind.name(), bytes.len());
                                     sink.push(bytes.freeze());
                                 }
                             }
@@ -43,6 +44,7 @@ impl Peer {
                 self.tasks.spawn(async move {
                     let _live = Live::new(&metrics::MEDIA_TASKS);
                     while let Some(packet) = packets.recv().await {
+                        metrics::families().rtp("in", kind.name(), packet.len());
                         sink.push(packet);
                     }
                     tracing::debug!(%session, %kind, "routed stream ended");

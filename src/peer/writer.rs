@@ -46,7 +46,12 @@ impl Peer {
             let mut rewrite = Continuity::default();
             // An audio move in progress: where it happens and what of the new mix waits for it.
             let mut splice: Option<Splice> = None;
-            let out = Out { track, ssrc, pt };
+            let out = Out {
+                track,
+                ssrc,
+                pt,
+                kind,
+            };
             loop {
                 let (bytes, from_next) = tokio::select! {
                     r = current.recv() => (r, false),
@@ -167,6 +172,7 @@ struct Out {
     track: std::sync::Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP>,
     ssrc: u32,
     pt: u8,
+    kind: MediaKind,
 }
 
 impl Out {
@@ -174,8 +180,12 @@ impl Out {
         rewrite.apply(&mut packet.header);
         packet.header.ssrc = self.ssrc;
         packet.header.payload_type = self.pt;
+        let len =
+            rtc::shared::marshal::MarshalSize::marshal_size(&packet.header) + packet.payload.len();
         // Fails only before DTLS is up or after close; either way nothing to do.
-        let _ = self.track.write_rtp(packet).await;
+        if self.track.write_rtp(packet).await.is_ok() {
+            metrics::families().rtp("out", self.kind.name(), len);
+        }
     }
 }
 

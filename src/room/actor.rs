@@ -225,6 +225,7 @@ impl RoomActor {
         self.commands.close();
         let reason = self.ending.unwrap_or(LeaveReason::Closed);
         for s in std::mem::take(&mut self.sessions) {
+            s.counted.left(reason.name());
             self.mixer.remove_session(s.id).await;
             if s.kind.sends() {
                 self.ctx.publish(RoomEvent::ParticipantLeft {

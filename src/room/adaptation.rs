@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::actor::RoomActor;
 use super::keyframe::Decision;
+use crate::metrics;
 use crate::types::{MediaKind, OutputKey, Tier};
 
 impl RoomActor {
@@ -17,6 +18,11 @@ impl RoomActor {
         let mut outputs: BTreeSet<OutputKey> = live().filter_map(|s| s.output).collect();
         outputs.extend(self.recordings.iter().map(|r| r.info.format.output()));
         let everyone = live().any(|s| s.hears_everyone()) || !self.recordings.is_empty();
+        let mut counts = std::collections::BTreeMap::new();
+        for key in live().filter_map(|s| s.output) {
+            *counts.entry(key.to_string()).or_insert(0) += 1;
+        }
+        self.ctx.metrics.set_receivers(counts);
         self.mixer.set_receivers(outputs, everyone).await;
     }
 
@@ -28,6 +34,7 @@ impl RoomActor {
             .or_default()
             .request(Instant::now());
         if decision == Decision::ForceNow {
+            metrics::families().keyframes_forced.inc();
             self.mixer.force_keyframe(key).await;
         }
     }
@@ -41,6 +48,7 @@ impl RoomActor {
             .filter_map(|(key, gate)| gate.poll(now).then_some(*key))
             .collect();
         for key in due {
+            metrics::families().keyframes_forced.inc();
             self.mixer.force_keyframe(key).await;
         }
     }
@@ -73,6 +81,7 @@ impl RoomActor {
         };
         tracing::info!(room = %self.ctx.name, session = %s.id, estimate_bps = bps, actual_bps = actual.unwrap_or(0.0) as u64, "moving from {current} to {next}");
         s.output = Some(next);
+        metrics::families().tier_switches.inc();
         s.peer.switch_output(MediaKind::Video, rx).await;
         self.update_receivers().await;
         self.request_keyframe(next).await;

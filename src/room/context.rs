@@ -28,6 +28,8 @@ pub(super) struct RoomContext {
     pub shutdown: CancellationToken,
     /// Cancelled when the server starts draining: the room ends once empty, without lingering.
     pub draining: CancellationToken,
+    /// What its mixer measures, and its receivers per output (for `GET /metrics`).
+    pub metrics: Arc<crate::metrics::RoomMetrics>,
     /// Tells the registry this room ended (see [`Registration`]).
     pub registration: Registration,
 }

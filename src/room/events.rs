@@ -42,6 +42,19 @@ pub enum LeaveReason {
 }
 
 impl LeaveReason {
+    /// Its name as the events write it (metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Closed => "closed",
+            LeaveReason::Failed => "failed",
+            LeaveReason::Dropped => "dropped",
+            LeaveReason::Kicked => "kicked",
+            LeaveReason::RoomEnded => "room_ended",
+            LeaveReason::Shutdown => "shutdown",
+        }
+    }
+
     /// A few words for the log.
     pub fn describe(self) -> &'static str {
         match self {

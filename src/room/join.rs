@@ -355,6 +355,7 @@ impl RoomActor {
             audio_held: false,
             video_held: false,
             slots: pending.slots,
+            counted: crate::metrics::SessionCount::joined(pending.kind.name()),
         });
         tracing::info!(room = %self.ctx.name, %session, kind = ?pending.kind, name = ?pending.name, "session joined");
         // Who joined first, then where the tiles went.

@@ -158,6 +158,7 @@ impl RoomActor {
                 tracing::error!(%room, "recording {hex} failed to start: {e}");
                 info.state = RecordingState::Failed;
                 info.error = Some(e.clone());
+                recording_ended("failed");
                 self.ctx.recordings.put(&info);
                 self.ctx
                     .publish(RoomEvent::RecordingFailed { recording: info });
@@ -168,6 +169,8 @@ impl RoomActor {
         feeders.spawn(feed(video, recorder.video.clone()));
         feeders.spawn(feed(audio, recorder.audio.clone()));
         tracing::info!(%room, recording = %hex, path = %path.display(), "recording started");
+        crate::metrics::families().recordings_started.inc();
+        crate::metrics::families().recordings_active.inc();
         self.recordings.push(ActiveRecording {
             id,
             info: info.clone(),
@@ -193,6 +196,7 @@ impl RoomActor {
         reply: Option<oneshot::Sender<Result<RecordingInfo, RecordingError>>>,
     ) {
         r.feeders.abort_all();
+        crate::metrics::families().recordings_active.dec();
         let recordings = self.ctx.recordings.clone();
         let events = self.ctx.events.clone();
         let room = self.ctx.name.clone();
@@ -206,6 +210,7 @@ impl RoomActor {
             let event = match result {
                 Ok(()) => {
                     info.state = RecordingState::Stopped;
+                    recording_ended("finished");
                     tracing::info!(%room, recording = %info.id, "recording stopped");
                     RoomEvent::RecordingStopped {
                         recording: info.clone(),
@@ -213,6 +218,7 @@ impl RoomActor {
                 }
                 Err(e) => {
                     tracing::error!(%room, recording = %info.id, "recording ended badly: {e}");
+                    recording_ended("failed");
                     info.state = RecordingState::Failed;
                     info.error = Some(e);
                     RoomEvent::RecordingFailed {
@@ -236,6 +242,8 @@ impl RoomActor {
         };
         let mut r = self.recordings.remove(idx);
         r.feeders.abort_all();
+        crate::metrics::families().recordings_active.dec();
+        recording_ended("failed");
         let mut info = r.info.clone();
         info.state = RecordingState::Failed;
         info.error = Some(error);
@@ -245,4 +253,13 @@ impl RoomActor {
             .publish(RoomEvent::RecordingFailed { recording: info });
         self.update_receivers().await;
     }
+}
+
+/// Counts a recording that ended `state` (`finished` or `failed`).
+fn recording_ended(state: &'static str) {
+    let label = crate::metrics::StateLabel { state };
+    crate::metrics::families()
+        .recordings_ended
+        .get_or_create(&label)
+        .inc();
 }

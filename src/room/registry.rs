@@ -116,10 +116,11 @@ impl Rooms {
         static INSTANCE: AtomicU64 = AtomicU64::new(1);
         // Built outside the lock, on the mixer's own thread (starting a pipeline takes
         // milliseconds of blocking work).
+        let metrics = crate::metrics::RoomMetrics::start(room);
         let (mixer, mixer_events) = self
             .inner
             .media
-            .start_mixer(room, &self.inner.config.mix)
+            .start_mixer(room, &self.inner.config.mix, metrics.clone())
             .await
             .map_err(|e| JoinError::Internal(format!("starting the room's pipeline: {e}")))?;
         let (handle, rx) = {
@@ -150,6 +151,7 @@ impl Rooms {
             recordings: self.inner.recordings.clone(),
             shutdown: self.inner.shutdown.clone(),
             draining: self.inner.draining.clone(),
+            metrics,
             registration: Registration {
                 registry: Arc::downgrade(&self.inner),
                 instance: handle.instance,

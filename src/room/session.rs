@@ -72,6 +72,8 @@ pub(super) struct Session {
     pub(super) video_held: bool,
     /// Its places under the admission limits, given back when it ends.
     pub(super) slots: SessionSlots,
+    /// Counts it in `tessera_sessions` while it lives.
+    pub(super) counted: crate::metrics::SessionCount,
 }
 
 impl Session {
@@ -205,6 +207,7 @@ impl RoomActor {
         };
         let s = self.sessions.remove(idx);
         tracing::info!(room = %self.ctx.name, %session, "session {}", reason.describe());
+        s.counted.left(reason.name());
         self.mixer.remove_session(session).await;
         self.background.spawn(s.peer.close());
         if s.kind.sends() {

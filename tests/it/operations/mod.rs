@@ -1,3 +1,5 @@
-//! Issue 15: operating tessera. A drain on SIGTERM that cuts nobody off (`drain.rs`).
+//! Issue 15: operating tessera. A drain on SIGTERM that cuts nobody off (`drain.rs`), metrics
+//! that follow reality (`metrics.rs`).
 
 mod drain;
+mod metrics;

@@ -305,6 +305,14 @@ impl TestClient {
         Ok(())
     }
 
+    /// Stops every media task (what it sends and what it reads) but keeps the connection up:
+    /// a sender whose camera froze.
+    pub fn stop_media(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.abort_all();
+        }
+    }
+
     /// Vanish without a `DELETE`: close the connection (DTLS close_notify, then silence), as a
     /// closed browser tab would.
     pub async fn disconnect(mut self) {

@@ -1,10 +1,23 @@
-//! Live counts of the resources a room owns, for `GET /debug/counts` and the tests that prove a
-//! finished room leaves nothing behind. Each counter is moved by the owner's constructor and Drop,
+//! What the server measures of itself. Here: live counts of the resources a room owns, for
+//! `GET /debug/counts`, the tests that prove a finished room leaves nothing behind, and
+//! `tessera_rooms`. [`families`] has the Prometheus counters, [`room`] what each room's mixer
+//! measures, [`scrape`] renders `GET /metrics`. Each counter is moved by the owner's constructor and Drop,
 //! so a leak shows up as a count that never returns to zero.
+
+mod families;
+mod room;
+mod scrape;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::Serialize;
+
+pub use families::{
+    DirectionLabel, Families, HttpLabels, KindLabel, LeaveLabels, SessionCount, StateLabel,
+    families, route_group,
+};
+pub use room::{DEFAULT_ROOM_LIMIT, InputClock, RoomMetrics, set_room_limit};
+pub use scrape::{CONTENT_TYPE, render};
 
 /// Rooms whose actor is running.
 pub static ROOMS: AtomicI64 = AtomicI64::new(0);
