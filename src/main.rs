@@ -10,19 +10,30 @@ use tessera::config::{Cli, Command, Config, TokenArgs};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // webrtc-rs's driver logs an error for every check it cannot send, and a client
-            // behind a NAT offers private addresses the server cannot reach: several a second
-            // per such client. A connection that fails for good ends its session, which we log.
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| {
-                "info,webrtc=warn,webrtc::peer_connection::driver=off,rtc=warn,rtc_ice=error,\
-                 rtc_dtls=error"
-                    .into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let json = matches!(&cli.command, Command::Serve(args) if args.log_format == "json");
+    // webrtc-rs's driver logs an error for every check it cannot send, and a client behind a
+    // NAT offers private addresses the server cannot reach: several a second per such client.
+    // A connection that fails for good ends its session, which we log.
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| {
+            "info,webrtc=warn,webrtc::peer_connection::driver=off,rtc=warn,rtc_ice=error,\
+             rtc_dtls=error"
+                .into()
+        })
+    };
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    if json {
+        // One JSON object per line; the spans a line was logged in (`room`, `session`) are
+        // in `spans`, the innermost in `span`.
+        log.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        log.init();
+    }
     match cli.command {
         Command::Token(args) => {
             // The token alone on stdout, so `$(tessera token ...)` is the token.

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// A TOML file with any of the settings below (flags and environment win over it).
     #[arg(long, env = "TESSERA_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The log's format on stderr: `text` (for people) or `json` (one object per line, with
+    /// the `room` and `session` of the work in its spans).
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
     /// Address and port of the HTTP interface.
     #[arg(long, env = "TESSERA_LISTEN")]
     pub listen: Option<SocketAddr>,

@@ -114,10 +114,12 @@ impl MixerHandle {
         let events = MixerEvents(signals.clone());
         let (commands, rx) = mpsc::channel(COMMANDS);
         let (started_tx, started) = oneshot::channel();
+        let span = tracing::info_span!("room", room = %room);
         let thread = std::thread::Builder::new()
             .name(format!("mixer-{room}"))
-            .spawn(
-                move || match Mixer::start(templates, &codecs, &room, &mix, signals, metrics) {
+            .spawn(move || {
+                let _in_room = span.enter();
+                match Mixer::start(templates, &codecs, &room, &mix, signals, metrics) {
                     Ok(mixer) => {
                         let _ = started_tx.send(Ok(mixer.taps()));
                         run(mixer, rx);
@@ -125,8 +127,8 @@ impl MixerHandle {
                     Err(e) => {
                         let _ = started_tx.send(Err(e));
                     }
-                },
-            )
+                }
+            })
             .map_err(|e| MediaError::Stopped(format!("starting the mixer thread: {e}")))?;
         let taps = await_reply(started).await??;
         let handle = MixerHandle {

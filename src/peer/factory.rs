@@ -142,6 +142,8 @@ impl PeerFactory {
             routed_dropped: None,
             events,
             tasks: JoinSet::new(),
+            // The negotiation runs in the session's span (the room made it).
+            span: tracing::Span::current(),
             lagged: Arc::new(AtomicU64::new(0)),
             switches: Default::default(),
             _live: Live::new(&metrics::PEERS),

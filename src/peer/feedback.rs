@@ -81,7 +81,7 @@ impl Peer {
             return;
         }
         let (track, events, session) = (out.track.clone(), self.events.clone(), self.session);
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let mut last_estimate: Option<std::time::Instant> = None;
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
                 let families = crate::metrics::families();

@@ -176,6 +176,8 @@ pub struct Peer {
     events: mpsc::Sender<PeerEvent>,
     /// The per-track tasks; aborted on drop.
     tasks: JoinSet<()>,
+    /// The span its tasks log in (`session`, inside its room's): made where it was created.
+    span: tracing::Span,
     /// Packets this peer's writers could not keep up with.
     lagged: Arc<AtomicU64>,
     /// Hands each writer a new output to move to (video: at its next keyframe).
@@ -184,6 +186,12 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// Runs one of its tasks, in its span.
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        use tracing::Instrument;
+        self.tasks.spawn(task.instrument(self.span.clone()));
+    }
+
     /// Ends a negotiation: keeps the outgoing tracks and returns the SDP, or closes the
     /// connection on failure so nothing of it outlives the error.
     async fn settle(

@@ -22,7 +22,7 @@ impl Peer {
         let feedback = match track.source {
             TrackSource::Bound(remote) => {
                 let reader = remote.clone();
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     let _live = Live::new(&metrics::MEDIA_TASKS);
                     while let Some(event) = reader.poll().await {
                         match event {
@@ -41,7 +41,7 @@ impl Peer {
                 VideoFeedback::Bound(remote)
             }
             TrackSource::Routed { mut packets, ssrc } => {
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     let _live = Live::new(&metrics::MEDIA_TASKS);
                     while let Some(packet) = packets.recv().await {
                         metrics::families().rtp("in", kind.name(), packet.len());
@@ -70,7 +70,7 @@ impl Peer {
         self.router_feedback = Some(feedback);
         self.routed_dropped = Some(dropped);
         let (events, session) = (self.events.clone(), self.session);
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             while let Some(stream) = streams.recv().await {
                 let kind = stream.line.kind;
                 let Some(format) = stream

@@ -36,7 +36,7 @@ impl Peer {
         let mut limit = self.uplink.subscribe();
         let router = self.router_feedback.clone();
         let session = self.session;
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let mut tick = tokio::time::interval(REPEAT);
             loop {
                 tokio::select! {

@@ -34,7 +34,7 @@ impl Peer {
             MediaKind::Video => 3000,
             MediaKind::Audio => 960,
         };
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let _live = Live::new(&metrics::MEDIA_TASKS);
             let mut current = output;
             // The output to move to, once it shows a keyframe (a tier switch).

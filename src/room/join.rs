@@ -4,6 +4,7 @@
 //! time), and takes the session in when the answer is ready.
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use tokio::sync::oneshot;
 
@@ -262,10 +263,16 @@ impl RoomActor {
         let remote_ufrag = ice_ufrag(&offer);
         let peers = self.ctx.peers.clone();
         let events = self.peer_events_tx.clone();
-        self.negotiations.spawn(async move {
-            let result = peers.answer(session, &offer, plan, events).await;
-            (session, result)
-        });
+        // Its peer's work logs in this span, inside the room's: `room` and `session` on every
+        // line.
+        let span = tracing::info_span!("session", %session);
+        self.negotiations.spawn(
+            async move {
+                let result = peers.answer(session, &offer, plan, events).await;
+                (session, result)
+            }
+            .instrument(span),
+        );
         self.pending.insert(
             session,
             Pending {

@@ -158,7 +158,11 @@ impl Rooms {
             },
         };
         let actor = RoomActor::new(ctx, mixer, mixer_events, rx);
-        self.inner.tracker.spawn(actor.run());
+        // Every line of the room's work carries `room` (JSON logs: in `span`).
+        let span = tracing::info_span!("room", room = %room);
+        self.inner
+            .tracker
+            .spawn(tracing::Instrument::instrument(actor.run(), span));
         Ok(handle)
     }
 

@@ -19,7 +19,7 @@ use crate::support::http::{self, RawResponse};
 use crate::support::{JoinOptions, Role, SendMedia, TestClient, TestServer, eventually};
 
 const KEY: &str = "it-key";
-const SECRET: &str = "it-secret-of-at-least-thirty-two-characters";
+pub(crate) const SECRET: &str = "it-secret-of-at-least-thirty-two-characters";
 pub(crate) const ENV: [(&str, &str); 2] =
     [("TESSERA_API_KEY", KEY), ("TESSERA_API_SECRET", SECRET)];
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -1,5 +1,6 @@
 //! Issue 15: operating tessera. A drain on SIGTERM that cuts nobody off (`drain.rs`), metrics
-//! that follow reality (`metrics.rs`).
+//! that follow reality (`metrics.rs`), JSON logs that say which room and session (`logs.rs`).
 
 mod drain;
+mod logs;
 mod metrics;
