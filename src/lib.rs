@@ -33,6 +33,7 @@ pub mod serve;
 pub mod speaking;
 pub mod tls;
 pub mod types;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -68,7 +69,12 @@ pub async fn run(
     let auth = Arc::new(auth::Auth::new(config.api_keys.clone()));
     let admission = Arc::new(admission::Admission::new(config.limits.clone()));
     let ice = Arc::new(config.ice_servers.clone());
-    let rooms = room::Rooms::new(Arc::new(config), media);
+    if !config.webhook_urls.is_empty() && config.api_keys.is_empty() {
+        tracing::warn!("webhooks are sent unsigned: no API key is configured to sign them");
+    }
+    let (webhooks, webhook_workers) =
+        webhooks::Webhooks::start(&config.webhook_urls, config.api_keys.first().cloned());
+    let rooms = room::Rooms::new(Arc::new(config), media, webhooks);
     let routes = http::routes(rooms.clone(), auth, admission.clone(), ice);
     let stop = CancellationToken::new();
     let sampler = tokio::spawn(admission.run_sampler(stop.clone()));
@@ -133,6 +139,8 @@ pub async fn run(
         let _ = metrics_server.await;
     }
     rooms.shutdown().await;
+    // The rooms' last events are queued: let them go out (bounded).
+    webhook_workers.stop().await;
     let _ = sampler.await;
     drop(tls);
     Ok(())

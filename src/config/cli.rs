@@ -114,6 +114,13 @@ pub struct ServeArgs {
     /// ends them, e.g. `10m` (the default) or `30s`.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<String>,
+    /// POST the rooms' events (JSON, signed with the API secret) to this URL; repeat for more.
+    #[arg(
+        long = "webhook-url",
+        env = "TESSERA_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
     /// Serve `GET /metrics` (Prometheus) on this address too, alone and without a token (for
     /// a monitoring network); on the main interface it needs an administrator's token.
     #[arg(long, env = "TESSERA_METRICS_LISTEN")]
@@ -245,6 +252,7 @@ pub(super) struct FileConfig {
     pub(super) room_linger_secs: Option<f64>,
     pub(super) drain_timeout: Option<String>,
     pub(super) metrics_listen: Option<std::net::SocketAddr>,
+    pub(super) webhook_urls: Option<Vec<String>>,
     pub(super) metrics_room_limit: Option<usize>,
     pub(super) max_rooms: Option<usize>,
     pub(super) max_sessions: Option<usize>,

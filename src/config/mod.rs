@@ -126,6 +126,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Rooms with series of their own in `GET /metrics`.
     pub metrics_room_limit: usize,
+    /// Where the rooms' events are POSTed (`--webhook-url`).
+    pub webhook_urls: Vec<String>,
     /// Override directory for pipeline descriptions.
     pub pipelines_dir: Option<PathBuf>,
     /// Where recordings are written.
@@ -193,6 +195,7 @@ impl Default for Config {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             metrics_listen: None,
             metrics_room_limit: crate::metrics::DEFAULT_ROOM_LIMIT,
+            webhook_urls: Vec::new(),
             pipelines_dir: None,
             recordings_dir: PathBuf::from(DEFAULT_RECORDINGS_DIR),
             auto_record: None,
@@ -261,6 +264,22 @@ impl Config {
             })?;
         }
         c.metrics_listen = pick!(metrics_listen);
+        let urls = if args.webhook_urls.is_empty() {
+            file.webhook_urls.clone().unwrap_or_default()
+        } else {
+            args.webhook_urls.clone()
+        };
+        for url in &urls {
+            let ok = url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "--webhook-url {url:?}: give an http:// or https:// URL"
+                )));
+            }
+        }
+        c.webhook_urls = urls;
         if let Some(v) = pick!(metrics_room_limit) {
             c.metrics_room_limit = v;
         }

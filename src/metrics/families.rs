@@ -74,6 +74,15 @@ pub struct StateLabel {
     pub state: &'static str,
 }
 
+/// A webhook's fate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// Its event (`room_started`, ...).
+    pub event: &'static str,
+    /// `delivered`, `refused` (a 4xx), `failed` (every try), `dropped` (its queue was full).
+    pub result: &'static str,
+}
+
 /// The process-wide metrics.
 pub struct Families {
     /// Sessions now, by kind.
@@ -104,6 +113,8 @@ pub struct Families {
     pub recordings_ended: Family<StateLabel, Counter>,
     /// Time to answer a join (offer in, answer out), all kinds.
     pub join_seconds: Histogram,
+    /// Webhooks by event and result.
+    pub webhooks: Family<WebhookLabels, Counter>,
 }
 
 /// The process's metrics.
@@ -129,6 +140,7 @@ impl Families {
             recordings_started: Counter::default(),
             recordings_ended: Family::default(),
             join_seconds: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            webhooks: Family::default(),
         }
     }
 
@@ -192,6 +204,11 @@ impl Families {
             "tessera_join_seconds",
             "Time from an offer to its answer",
             self.join_seconds.clone(),
+        );
+        registry.register(
+            "tessera_webhooks",
+            "Webhooks by event and result (delivered, refused, failed, dropped)",
+            self.webhooks.clone(),
         );
     }
 

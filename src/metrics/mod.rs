@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use families::{
     DirectionLabel, Families, HttpLabels, KindLabel, LeaveLabels, SessionCount, StateLabel,
-    families, route_group,
+    WebhookLabels, families, route_group,
 };
 pub use room::{DEFAULT_ROOM_LIMIT, InputClock, RoomMetrics, set_room_limit};
 pub use scrape::{CONTENT_TYPE, render};

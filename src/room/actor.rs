@@ -145,6 +145,7 @@ impl RoomActor {
 
     pub(super) async fn run(mut self) {
         tracing::info!(room = %self.ctx.name, "room started");
+        self.ctx.notify(crate::webhooks::WebhookBody::RoomStarted);
         if let Some(format) = self.ctx.config.auto_record
             && let Err(e) = self.start_recording(format).await
         {

@@ -13,6 +13,7 @@ use super::registry::RoomsInner;
 use crate::config::Config;
 use crate::media::MediaFactory;
 use crate::peer::PeerFactory;
+use crate::webhooks::{WebhookBody, Webhooks};
 
 /// A room's view of the process.
 pub(super) struct RoomContext {
@@ -30,14 +31,37 @@ pub(super) struct RoomContext {
     pub draining: CancellationToken,
     /// What its mixer measures, and its receivers per output (for `GET /metrics`).
     pub metrics: Arc<crate::metrics::RoomMetrics>,
+    /// Where its events go besides its streams (`--webhook-url`).
+    pub webhooks: Webhooks,
     /// Tells the registry this room ended (see [`Registration`]).
     pub registration: Registration,
 }
 
 impl RoomContext {
-    /// Publishes an event to the room's streams; nobody listening is fine.
+    /// Publishes an event to the room's streams (nobody listening is fine) and, if it is one,
+    /// as a webhook.
     pub fn publish(&self, event: RoomEvent) {
+        notify(&self.webhooks, &self.recordings, &self.name, &event);
         let _ = self.events.send(event);
+    }
+
+    /// Announces something that is a webhook and not a room event.
+    pub fn notify(&self, body: WebhookBody) {
+        self.webhooks.send(&self.name, body);
+    }
+}
+
+/// Sends `event` of `room` as a webhook, if it makes one (also for events published from a
+/// room's background tasks, which hold no context).
+pub(super) fn notify(webhooks: &Webhooks, recordings: &Recordings, room: &str, event: &RoomEvent) {
+    let path = |r: &super::RecordingInfo| {
+        recordings
+            .path(&r.room, r.format, &r.id)
+            .display()
+            .to_string()
+    };
+    if let Some(body) = WebhookBody::from_room_event(event, path) {
+        webhooks.send(room, body);
     }
 }
 

@@ -199,6 +199,7 @@ impl RoomActor {
         crate::metrics::families().recordings_active.dec();
         let recordings = self.ctx.recordings.clone();
         let events = self.ctx.events.clone();
+        let webhooks = self.ctx.webhooks.clone();
         let room = self.ctx.name.clone();
         let recorder = r.recorder;
         let mut info = r.info;
@@ -227,6 +228,14 @@ impl RoomActor {
                 }
             };
             recordings.put(&info);
+            // With its size, now that its file is complete.
+            let event = match event {
+                RoomEvent::RecordingStopped { recording } => RoomEvent::RecordingStopped {
+                    recording: recordings.get(&room, r.id).unwrap_or(recording),
+                },
+                other => other,
+            };
+            super::context::notify(&webhooks, &recordings, &room, &event);
             let _ = events.send(event);
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(recordings.get(&room, r.id).unwrap_or(info)));

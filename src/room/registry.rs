@@ -28,6 +28,7 @@ use crate::media::MediaFactory;
 use crate::peer::PeerFactory;
 use crate::sdp::TrickleFragment;
 use crate::types::{RecordingFormat, SessionRef};
+use crate::webhooks::Webhooks;
 
 pub(super) struct RoomsInner {
     config: Arc<Config>,
@@ -47,6 +48,8 @@ pub(super) struct RoomsInner {
     events: EventChannels,
     /// Every recording of this process.
     recordings: Recordings,
+    /// Where the rooms' events go besides their streams.
+    webhooks: Webhooks,
 }
 
 impl RoomsInner {
@@ -75,7 +78,7 @@ pub struct Rooms {
 
 impl Rooms {
     /// An empty registry.
-    pub fn new(config: Arc<Config>, media: MediaFactory) -> Rooms {
+    pub fn new(config: Arc<Config>, media: MediaFactory, webhooks: Webhooks) -> Rooms {
         let peers = PeerFactory::new(config.rtc.clone());
         let recordings = Recordings::new(config.recordings_dir.clone());
         Rooms {
@@ -90,6 +93,7 @@ impl Rooms {
                 closed: CancellationToken::new(),
                 events: EventChannels::default(),
                 recordings,
+                webhooks,
             }),
         }
     }
@@ -152,6 +156,7 @@ impl Rooms {
             shutdown: self.inner.shutdown.clone(),
             draining: self.inner.draining.clone(),
             metrics,
+            webhooks: self.inner.webhooks.clone(),
             registration: Registration {
                 registry: Arc::downgrade(&self.inner),
                 instance: handle.instance,
