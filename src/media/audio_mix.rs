@@ -14,7 +14,7 @@ use gst::prelude::*;
 use super::input::JITTER_MS;
 use super::measure::{MixPosition, watch_late_audio};
 use super::mixer::Mixer;
-use super::pads::{block_until_idle, remove_bin};
+use super::pads::{adopt_base_time, block_until_idle, remove_bin};
 use super::video_output::Tap;
 use super::{MediaError, Templates, build_err};
 use crate::config::MixConfig;
@@ -336,12 +336,15 @@ pub(super) fn new_audio_mix(
 ) -> Result<AudioMix, MediaError> {
     let context = || format!("adding the audio mix {name}");
     // A mix made with the room (before it plays) starts at running time zero and mixes on its
-    // own clock from then on, voices or not. One made later starts at its first voice's first
-    // instant: an aggregator told to start at "now" in a playing pipeline was seen starting
-    // seconds in the past and racing through them, and a listener moved onto that heard a gap.
-    let start_selection = match pipeline.current_running_time() {
+    // own clock from then on, voices or not. One made while the room plays (a mix-minus)
+    // starts at the running time of its making, and mixes on its clock from there too: a
+    // listener moved onto it hears silence rather than nothing when nobody else speaks.
+    // (Started at "first" instead, it waited for a voice that may never come; started at
+    // zero, it raced through the seconds since the room started.)
+    let now = pipeline.current_running_time();
+    let start_selection = match now {
         None => "zero",
-        Some(_) => "first",
+        Some(_) => "set",
     };
     let upstream_ns = Duration::from_millis(JITTER_MS.into()).as_nanos() as u64;
     let desc = templates.render(
@@ -358,6 +361,9 @@ pub(super) fn new_audio_mix(
     let mixer = bin
         .by_name("mix")
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no element named mix"))?;
+    if let Some(now) = now {
+        mixer.set_property("start-time", now.nseconds());
+    }
     let sink = bin
         .by_name("out")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
@@ -366,6 +372,7 @@ pub(super) fn new_audio_mix(
     let gate = bin
         .by_name("gate")
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no valve named gate"))?;
+    adopt_base_time(pipeline, &bin);
     pipeline.add(&bin).map_err(|e| build_err(context(), e))?;
     let position = Arc::new(MixPosition::default());
     if let Some(src) = mixer.static_pad("src") {

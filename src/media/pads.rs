@@ -13,6 +13,22 @@ use crate::types::Rect;
 /// How long removing a branch may wait for its pad to go idle.
 const UNLINK_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Gives every element of `bin` the running time's origin of `pipeline` (if it plays) before
+/// the bin joins it. Added to a playing pipeline, a bin's elements get its clock at once but
+/// each one's base time only when it reaches Playing; an aggregator whose thread runs in
+/// between reads running time from a base time of 0 and races ahead of real time (see
+/// `Mixer::set_base_time_everywhere`, which closes the same window when the pipeline starts).
+pub(super) fn adopt_base_time(pipeline: &gst::Pipeline, bin: &gst::Bin) {
+    if pipeline.current_running_time().is_none() {
+        return;
+    }
+    let base = pipeline.base_time().unwrap_or(gst::ClockTime::ZERO);
+    bin.set_base_time(base);
+    for element in bin.iterate_recurse().into_iter().flatten() {
+        element.set_base_time(base);
+    }
+}
+
 /// Sets a bin to Null and removes it from the pipeline.
 pub(super) fn remove_bin(pipeline: &gst::Pipeline, bin: &gst::Bin) {
     let _ = bin.set_state(gst::State::Null);
