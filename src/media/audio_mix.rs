@@ -51,11 +51,16 @@ impl Mixer {
         if let Some(existing) = self.minus.get(&session) {
             return Ok(existing.tap.clone());
         }
+        let voiced = self
+            .speakers
+            .iter()
+            .any(|&s| s != session && self.audio_inputs.contains_key(&s));
         let audio = new_audio_mix(
             &self.templates,
             &self.pipeline,
             &self.mix,
             &format!("minus-{session}"),
+            voiced,
         )?;
         let tap = audio.tap.clone();
         // Its encoder waits for the voices (see `open_when_voiced`).
@@ -333,18 +338,21 @@ pub(super) fn new_audio_mix(
     pipeline: &gst::Pipeline,
     mix: &MixConfig,
     name: &str,
+    voiced: bool,
 ) -> Result<AudioMix, MediaError> {
     let context = || format!("adding the audio mix {name}");
     // A mix made with the room (before it plays) starts at running time zero and mixes on its
     // own clock from then on, voices or not. One made while the room plays (a mix-minus)
-    // starts at the running time of its making, and mixes on its clock from there too: a
-    // listener moved onto it hears silence rather than nothing when nobody else speaks.
-    // (Started at "first" instead, it waited for a voice that may never come; started at
-    // zero, it raced through the seconds since the room started.)
+    // with voices to link starts at its first voice's first instant, so the listener moved
+    // onto it hears the room continue (issue 9); one with no voice yet starts at the running
+    // time of its making (`set`), so its listener hears silence rather than nothing (at
+    // `first` it waited for a voice that may never come). Started at zero while the room
+    // plays, it would race through the seconds since the room started.
     let now = pipeline.current_running_time();
-    let start_selection = match now {
-        None => "zero",
-        Some(_) => "set",
+    let (start_selection, start_at) = match now {
+        None => ("zero", None),
+        Some(_) if voiced => ("first", None),
+        Some(now) => ("set", Some(now)),
     };
     let upstream_ns = Duration::from_millis(JITTER_MS.into()).as_nanos() as u64;
     let desc = templates.render(
@@ -361,8 +369,8 @@ pub(super) fn new_audio_mix(
     let mixer = bin
         .by_name("mix")
         .ok_or_else(|| build_err(context(), "audio-mix.pipeline has no element named mix"))?;
-    if let Some(now) = now {
-        mixer.set_property("start-time", now.nseconds());
+    if let Some(at) = start_at {
+        mixer.set_property("start-time", at.nseconds());
     }
     let sink = bin
         .by_name("out")

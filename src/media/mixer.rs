@@ -131,7 +131,7 @@ impl Mixer {
         frame_edits.watch(&compositor);
         watch_frame_interval(&compositor, metrics.frame_interval.clone());
 
-        let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone")?;
+        let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone", false)?;
         everyone
             .bin
             .sync_state_with_parent()
