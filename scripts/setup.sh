@@ -26,7 +26,7 @@ TEST_PACKAGES=(
 )
 
 want=("${BUILD_PACKAGES[@]}")
-if [[ "${1:-}" == "--test" ]]; then
+if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
   want+=("${TEST_PACKAGES[@]}")
 fi
 
@@ -61,4 +61,20 @@ if ! command -v cargo >/dev/null 2>&1; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
+fi
+
+# The tests and scripts/fuzz.sh also need, from crates.io (built once into ~/.cargo/bin):
+# cargo-afl (AFL++ for Rust on stable; `cargo afl config --build` compiles its AFL++ runtime)
+# and cargo-deny (licences, bans and sources of every dependency).
+if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
+  if ! cargo afl --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-afl" >&2
+    cargo install --locked cargo-afl@0.18.2
+  fi
+  # Builds AFL++'s runtime for this toolchain if it is missing; refuses (harmlessly) if present.
+  cargo afl config --build >/dev/null 2>&1 || true
+fi
+if [[ "${1:-}" == "--test" ]] && ! cargo deny --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-deny" >&2
+  cargo install --locked cargo-deny
 fi

@@ -10,4 +10,7 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
 # The binaries first: `cargo test` builds the server's (its integration tests run it) but not
 # the benchmark's, which the smoke test runs from target/debug/ beside the server.
 cargo build --locked --workspace --bins
+# The fuzz targets (AFL++-instrumented, their own workspace in fuzz/): the suite runs each
+# briefly (tests/it/hardening/fuzz.rs).
+bash scripts/fuzz.sh --build
 cargo test --locked --all-targets "$@"

@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod fuzzing;
 pub mod http;
 pub mod ice_servers;
 pub mod media;

@@ -215,6 +215,20 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        Config::merge(&args, &file)
+    }
+
+    /// The configuration a TOML file's `text` gives alone (no flags): what `--config` reads,
+    /// checked the same way (the fuzz target `config` reads through here).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: "-".into(),
+            source: Box::new(source),
+        })?;
+        Config::merge(&ServeArgs::default(), &file)
+    }
+
+    fn merge(args: &ServeArgs, file: &FileConfig) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         // Flags (and env, which clap folds into them) win over the file.
         macro_rules! pick {

@@ -23,6 +23,14 @@ const MAX_WAITING_LEVELS: usize = 250;
 pub enum MixerEvent {
     /// The pipeline failed; the room should end. Carries the element path and debug string.
     Error(String),
+    /// One session's input branch failed (its depayloader or decoder gave up on what it was
+    /// sent): only that session should go. Carries the element path and debug string.
+    InputFailed {
+        /// The session whose media failed.
+        session: SessionId,
+        /// The element and GStreamer's words.
+        error: String,
+    },
     /// An element's latency changed (a branch was added): the room should ask the mixer to
     /// recalculate it, off the streaming threads.
     LatencyChanged,
@@ -56,6 +64,8 @@ pub enum MixerEvent {
 #[derive(Default)]
 struct State {
     failure: Option<String>,
+    /// Each failed input's first error (later ones add nothing).
+    inputs_failed: BTreeMap<SessionId, String>,
     latency_changed: bool,
     keyframes: BTreeSet<SessionId>,
     /// Each input's latest speaking state not yet taken (a start and a stop in between collapse
@@ -90,6 +100,13 @@ impl Signals {
     pub fn fail(&self, text: String) {
         self.update(|s| {
             s.failure.get_or_insert(text);
+        });
+    }
+
+    /// `session`'s input branch failed (only its first error is kept).
+    pub fn input_failed(&self, session: SessionId, text: String) {
+        self.update(|s| {
+            s.inputs_failed.entry(session).or_insert(text);
         });
     }
 
@@ -137,6 +154,11 @@ impl Signals {
         if let Some(e) = s.failure.take() {
             out.push(MixerEvent::Error(e));
         }
+        out.extend(
+            std::mem::take(&mut s.inputs_failed)
+                .into_iter()
+                .map(|(session, error)| MixerEvent::InputFailed { session, error }),
+        );
         if std::mem::take(&mut s.latency_changed) {
             out.push(MixerEvent::LatencyChanged);
         }
@@ -193,23 +215,51 @@ pub(super) fn describe_error(msg: &gst::Message, err: &gst::message::Error) -> S
     )
 }
 
+/// The session whose input branch holds `object` (an element inside a bin named by
+/// [`super::input::input_bin_name`]), if any.
+fn input_session(object: &gst::Object) -> Option<SessionId> {
+    let mut object = object.clone();
+    loop {
+        if let Some(session) = super::input::session_of_input_bin(&object.name()) {
+            return Some(session);
+        }
+        object = object.parent()?;
+    }
+}
+
 /// Turns a room pipeline's bus messages into [`Signals`], on the posting thread.
 pub(super) fn watch_bus(pipeline: &gst::Pipeline, signals: Arc<Signals>) {
     let Some(bus) = pipeline.bus() else { return };
     bus.set_sync_handler(move |_, msg| {
         use gst::MessageView;
         match msg.view() {
+            // What a session sends is the one thing in a room a stranger controls: when its
+            // branch fails, only that session goes; anything else fails the room.
             MessageView::Error(err) => {
                 let text = describe_error(msg, err);
-                tracing::error!("pipeline error: {text}");
-                signals.fail(text);
+                match msg.src().and_then(input_session) {
+                    Some(session) => {
+                        tracing::warn!(%session, "an input failed: {text}");
+                        signals.input_failed(session, text);
+                    }
+                    None => {
+                        tracing::error!("pipeline error: {text}");
+                        signals.fail(text);
+                    }
+                }
             }
             MessageView::Warning(w) => {
                 let path = msg
                     .src()
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
-                tracing::warn!("pipeline warning: {path}: {}", w.error());
+                // An input's warnings (a frame it could not decode) are as many as a sender
+                // likes to cause: not worth a line each at the default level.
+                if msg.src().and_then(input_session).is_some() {
+                    tracing::debug!("input warning: {path}: {}", w.error());
+                } else {
+                    tracing::warn!("pipeline warning: {path}: {}", w.error());
+                }
             }
             MessageView::Latency(_) => signals.latency_changed(),
             _ => {}
@@ -278,5 +328,52 @@ mod tests {
             .expect("woken within the deadline")
             .expect("the reader task ran");
         assert_eq!(got, [MixerEvent::KeyframeWanted(SessionId(9))]);
+    }
+
+    #[test]
+    fn issue16_an_inputs_error_drops_its_session_and_any_other_ends_the_room() {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let signals = Arc::new(Signals::default());
+        watch_bus(&pipeline, signals.clone());
+        let input = gst::Bin::with_name(&super::super::input::input_bin_name(
+            crate::types::MediaKind::Video,
+            SessionId(0xab),
+        ));
+        let decoder = gst::ElementFactory::make("identity")
+            .name("decoder")
+            .build()
+            .unwrap();
+        input.add(&decoder).unwrap();
+        let compositor = gst::ElementFactory::make("identity")
+            .name("compositor")
+            .build()
+            .unwrap();
+        pipeline
+            .add_many([input.upcast_ref(), &compositor])
+            .unwrap();
+        let post = |element: &gst::Element, text: &str| {
+            element.post_message(
+                gst::message::Error::builder(gst::StreamError::Decode, text)
+                    .src(element)
+                    .build(),
+            )
+        };
+        // Posted from inside the session's bin: that session fails, the room goes on.
+        post(&decoder, "garbage").unwrap();
+        post(&decoder, "more garbage").unwrap();
+        let taken = signals.take();
+        assert!(
+            matches!(&taken[..], [MixerEvent::InputFailed { session, error }]
+                if *session == SessionId(0xab) && error.contains("garbage")),
+            "{taken:?}"
+        );
+        // From anything else: the room fails.
+        post(&compositor, "broken").unwrap();
+        let taken = signals.take();
+        assert!(
+            matches!(&taken[..], [MixerEvent::Error(e)] if e.contains("broken")),
+            "{taken:?}"
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::measure::watch_input_frames;
 use super::mixer::Mixer;
 use super::pads::Edits;
 use super::pads::{block_until_idle, remove_bin};
+use super::templates::Templates;
 use super::tiles::{SharedFraming, frame, watch_label, watch_source_size};
 use super::{MediaError, build_err};
 use crate::metrics::InputClock;
@@ -150,6 +151,19 @@ impl RtpInput {
         }
     }
 
+    /// An audio input: each packet's level is read (or decoded) before the pipeline and
+    /// reported to `signals`, and a listener's near-silence is held back ([`VoiceInput`]).
+    pub(super) fn with_voice(
+        mut self,
+        session: SessionId,
+        level_extension: Option<u8>,
+        signals: Arc<Signals>,
+    ) -> Result<RtpInput, MediaError> {
+        let voice = VoiceInput::new(session, level_extension, signals, self.stated.clone())?;
+        self.voice = Some(Arc::new(Mutex::new(voice)));
+        Ok(self)
+    }
+
     /// Packets dropped before the pipeline so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -235,6 +249,19 @@ impl RtpSink for RtpInput {
     }
 }
 
+/// The name of `session`'s input bin of `kind`; the bus knows an input's messages by it.
+pub(super) fn input_bin_name(kind: MediaKind, session: SessionId) -> String {
+    format!("{kind}-in-{session}")
+}
+
+/// The session whose input bin is named `name` ([`input_bin_name`]), if it is one.
+pub(super) fn session_of_input_bin(name: &str) -> Option<SessionId> {
+    let hex = name
+        .strip_prefix("video-in-")
+        .or_else(|| name.strip_prefix("audio-in-"))?;
+    u64::from_str_radix(hex, 16).ok().map(SessionId)
+}
+
 /// The description of a codec's input branch (`video-input-vp8.pipeline`, ...).
 pub(super) fn input_template(kind: MediaKind, mime_type: &str) -> String {
     let codec = mime_type
@@ -243,6 +270,33 @@ pub(super) fn input_template(kind: MediaKind, mime_type: &str) -> String {
         .unwrap_or(mime_type)
         .to_ascii_lowercase();
     format!("{kind}-input-{codec}.pipeline")
+}
+
+/// `session`'s input branch for `codec`, from its description (not yet in a pipeline), and
+/// its appsrc.
+pub(super) fn input_bin(
+    templates: &Templates,
+    codec: &InputCodec,
+    session: SessionId,
+) -> Result<(gst::Bin, gst_app::AppSrc), MediaError> {
+    let name = input_template(codec.kind, &codec.mime_type);
+    if !templates.has(&name) {
+        return Err(MediaError::UnsupportedCodec(codec.mime_type.clone()));
+    }
+    let desc = templates.render(&name, &[("jitter_ms", JITTER_MS.to_string())])?;
+    let context = || format!("the {} input of session {session}", codec.kind);
+    let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
+    // The only unlinked pad to ghost is the output: a label overlay's text pad, ghosted,
+    // would count as linked and draw that (empty) stream instead of its `text`.
+    for pad in bin.sink_pads() {
+        let _ = bin.remove_pad(&pad);
+    }
+    bin.set_property("name", input_bin_name(codec.kind, session));
+    let appsrc = bin
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| build_err(context(), format!("{name} has no appsrc named src")))?;
+    Ok((bin, appsrc))
 }
 
 impl Mixer {
@@ -256,34 +310,16 @@ impl Mixer {
         codec: &InputCodec,
         placement: Option<Placement>,
     ) -> Result<RtpInput, MediaError> {
-        let name = input_template(codec.kind, &codec.mime_type);
-        if !self.templates.has(&name) {
-            return Err(MediaError::UnsupportedCodec(codec.mime_type.clone()));
-        }
         self.remove_input(session, codec.kind);
-        let desc = self
-            .templates
-            .render(&name, &[("jitter_ms", JITTER_MS.to_string())])?;
         let context = || format!("adding the {} input of session {session}", codec.kind);
-        let bin =
-            gst::parse::bin_from_description(&desc, true).map_err(|e| build_err(context(), e))?;
-        // The only unlinked pad to ghost is the output: a label overlay's text pad, ghosted,
-        // would count as linked and draw that (empty) stream instead of its `text`.
-        for pad in bin.sink_pads() {
-            let _ = bin.remove_pad(&pad);
-        }
-        bin.set_property("name", format!("{}-in-{session}", codec.kind));
-        let appsrc = bin
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| build_err(context(), format!("{name} has no appsrc named src")))?;
+        let (bin, appsrc) = input_bin(&self.templates, codec, session)?;
         watch_keyframe_requests(&appsrc, session, self.signals.clone());
         self.pipeline
             .add(&bin)
             .map_err(|e| build_err(context(), e))?;
         let src = bin
             .static_pad("src")
-            .ok_or_else(|| build_err(context(), format!("{name} has no unlinked src pad")))?;
+            .ok_or_else(|| build_err(context(), "the input has no unlinked src pad"))?;
 
         let mut input = Input {
             bin: bin.clone(),
@@ -379,12 +415,7 @@ impl Mixer {
         }
         let mut sink = RtpInput::new(appsrc);
         if codec.kind == MediaKind::Audio {
-            sink.voice = Some(Arc::new(Mutex::new(VoiceInput::new(
-                session,
-                codec.level_extension,
-                self.signals.clone(),
-                sink.stated.clone(),
-            )?)));
+            sink = sink.with_voice(session, codec.level_extension, self.signals.clone())?;
         }
         input.dropped = sink.dropped.clone();
         match codec.kind {
@@ -441,5 +472,25 @@ impl Mixer {
             let _ = tee.set_state(gst::State::Null);
             let _ = self.pipeline.remove(&tee);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_input_bin_is_known_by_its_name() {
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let session = SessionId(0x1f_ffff_ffff_ffff);
+            assert_eq!(
+                session_of_input_bin(&input_bin_name(kind, session)),
+                Some(session)
+            );
+        }
+        assert_eq!(session_of_input_bin("audio-tee-12"), None);
+        assert_eq!(session_of_input_bin("video-in-"), None);
+        assert_eq!(session_of_input_bin("video-in-xyz"), None);
+        assert_eq!(session_of_input_bin("compositor"), None);
     }
 }

@@ -25,6 +25,7 @@ mod mixer;
 mod pads;
 mod placeholder;
 mod recorder;
+mod replay;
 mod templates;
 mod tiles;
 mod video_output;
@@ -40,6 +41,7 @@ pub use handle::MixerHandle;
 pub use input::{QUIETEST_REPORTED_DBOV, RtpInput};
 pub use mixer::MixerStats;
 pub use recorder::Recorder;
+pub use replay::{Replay, replay_rtp, split_packets};
 pub use templates::Templates;
 pub use video_output::Tap;
 

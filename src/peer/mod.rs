@@ -54,9 +54,10 @@ pub use feedback::KeyframeAsker;
 pub use keyframe_interceptor::register as register_keyframe_interceptor;
 pub use offer::{
     AUDIO_LEVEL_EXTENSION_URI, Direction, MediaOffer, OfferSummary, OfferedFormat, Transport,
-    fmtp_parameter, inspect_offer,
+    fmtp_parameter, for_webrtc_rs, inspect_offer,
 };
 pub use reader::CandidateSink;
+pub use routing::{Route, RouteTable};
 
 /// Bound of the events a peer may queue for its room; a full queue makes the sender wait.
 pub const EVENT_QUEUE: usize = 256;

@@ -26,6 +26,18 @@ pub const MID_EXTENSION_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 /// The header extension in which a sender states each audio packet's level (RFC 6464).
 pub const AUDIO_LEVEL_EXTENSION_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
+/// Most m-lines an offer may have. A participant sends a camera and a microphone (a browser
+/// may add a data channel); the real offers of tests/offers have two. Each m-line costs a
+/// transceiver, so a thousand would be a thousand for one request.
+pub const MAX_MEDIA_LINES: usize = 16;
+/// Most candidates an offer may carry (as a trickle fragment, `sdp::trickle`): each is an
+/// address the server's ICE agent will send to, so a long list would turn the server into a
+/// reflector.
+pub const MAX_OFFER_CANDIDATES: usize = 64;
+/// Longest line an offer may have, in bytes. The longest lines of real offers (fingerprints,
+/// fmtp, candidates) are under 200.
+pub const MAX_LINE_BYTES: usize = 4096;
+
 /// Direction of an m-line, from the offerer's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -169,6 +181,7 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, PeerError> {
     if sdp.trim().is_empty() {
         return Err(PeerError::BadOffer("the body is empty".into()));
     }
+    check_size(sdp)?;
     let parsed = SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes()))
         .map_err(|e| PeerError::BadOffer(e.to_string()))?;
     let bundle_groups: Vec<Vec<String>> = parsed
@@ -243,6 +256,34 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, PeerError> {
     };
     check_bundle_tags(&summary)?;
     Ok(summary)
+}
+
+/// Refuses an offer bigger than any client needs (see [`MAX_MEDIA_LINES`],
+/// [`MAX_OFFER_CANDIDATES`], [`MAX_LINE_BYTES`]), before it is parsed.
+fn check_size(sdp: &str) -> Result<(), PeerError> {
+    let (mut media, mut candidates) = (0, 0);
+    for (n, line) in sdp.lines().enumerate() {
+        if line.len() > MAX_LINE_BYTES {
+            return Err(PeerError::BadOffer(format!(
+                "line {} is {} bytes long; at most {MAX_LINE_BYTES}",
+                n + 1,
+                line.len()
+            )));
+        }
+        media += usize::from(line.starts_with("m="));
+        candidates += usize::from(line.starts_with("a=candidate:"));
+    }
+    if media > MAX_MEDIA_LINES {
+        return Err(PeerError::BadOffer(format!(
+            "the offer has {media} m-lines; at most {MAX_MEDIA_LINES}"
+        )));
+    }
+    if candidates > MAX_OFFER_CANDIDATES {
+        return Err(PeerError::BadOffer(format!(
+            "the offer has {candidates} candidates; at most {MAX_OFFER_CANDIDATES}"
+        )));
+    }
+    Ok(())
 }
 
 /// The offer as webrtc-rs 0.21 can take it. A sending m-line with `a=msid` but no `a=ssrc`

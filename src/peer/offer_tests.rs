@@ -38,6 +38,34 @@ fn summarises_directions_and_codecs() {
 }
 
 #[test]
+fn issue16_an_offer_bigger_than_any_client_needs_is_refused() {
+    let refused = |sdp: &str| match inspect_offer(sdp) {
+        Err(PeerError::BadOffer(why)) => why,
+        other => panic!("accepted: {other:?}"),
+    };
+    let lines: String = (3..=MAX_MEDIA_LINES)
+        .map(|i| format!("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{i}\r\na=rtpmap:0 PCMU/8000\r\n"))
+        .collect();
+    let sixteen = inspect_offer(&format!("{OFFER}{lines}"));
+    assert!(sixteen.is_ok(), "16 m-lines are fine: {sixteen:?}");
+    let why = refused(&format!(
+        "{OFFER}{lines}m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:x\r\n"
+    ));
+    assert!(why.contains("17 m-lines"), "{why}");
+    let candidates: String = (0..=MAX_OFFER_CANDIDATES)
+        .map(|i| {
+            format!(
+                "a=candidate:{i} 1 udp 1 127.0.0.1 {} typ host\r\n",
+                1000 + i
+            )
+        })
+        .collect();
+    assert!(refused(&format!("{OFFER}{candidates}")).contains("65 candidates"));
+    let long = format!("{OFFER}a=x-junk:{}\r\n", "A".repeat(MAX_LINE_BYTES));
+    assert!(refused(&long).contains("bytes long"));
+}
+
+#[test]
 fn garbage_and_empty_are_bad_offers() {
     assert!(inspect_offer("").is_err());
     assert!(inspect_offer("hello world").is_err());

@@ -394,6 +394,10 @@ impl RoomActor {
                     tracing::error!(room = %self.ctx.name, "ending the room after a pipeline error: {e}");
                     return false;
                 }
+                MixerEvent::InputFailed { session, error } => {
+                    tracing::warn!(room = %self.ctx.name, %session, "dropping a session whose media failed: {error}");
+                    self.remove_session(session, LeaveReason::Dropped).await;
+                }
                 MixerEvent::LatencyChanged => self.mixer.recalculate_latency().await,
                 MixerEvent::RecordingFailed { id, error } => self.recording_failed(id, error).await,
                 MixerEvent::KeyframeWanted(session) => self.ask_sender_for_keyframe(session),

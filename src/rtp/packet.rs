@@ -6,9 +6,14 @@ pub fn sequence(packet: &[u8]) -> Option<u16> {
     (packet.len() >= 12).then(|| u16::from_be_bytes([packet[2], packet[3]]))
 }
 
-/// Rewrites the sequence number in place (`packet` must be at least 12 bytes).
-pub fn set_sequence(packet: &mut [u8], sequence: u16) {
+/// Rewrites the sequence number in place; false (and untouched) if `packet` is too short to
+/// be RTP. (It once panicked on a short packet: the `rtp` fuzz target's first find.)
+pub fn set_sequence(packet: &mut [u8], sequence: u16) -> bool {
+    if packet.len() < 12 {
+        return false;
+    }
     packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+    true
 }
 
 /// The payload: after the fixed header, the CSRCs and the header extension, before the
@@ -79,6 +84,17 @@ pub fn audio_level(packet: &[u8], id: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue16_renumbering_a_packet_too_short_for_rtp_leaves_it_alone() {
+        // The `rtp` fuzz target's find: a one-byte packet panicked (fuzz/regressions/rtp/).
+        let mut short = *b"a";
+        assert!(!set_sequence(&mut short, 7));
+        assert_eq!(&short, b"a");
+        let mut packet = [0x80u8, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(set_sequence(&mut packet, 0x1234));
+        assert_eq!(sequence(&packet), Some(0x1234));
+    }
 
     #[test]
     fn payloads_are_found_past_csrcs_extensions_and_before_padding() {

@@ -4,8 +4,9 @@
 //! and keeps its acceptor private, so the filter is served here as a plain service.
 //!
 //! Every connection is a task of its own; a slow or silent client costs only its task, and the
-//! deadlines below bound how long it may hold one before the first request arrives.
+//! deadlines below (and [`idle`]'s) bound how long it may hold one.
 
+mod idle;
 mod redirect;
 
 use std::convert::Infallible;
@@ -75,12 +76,12 @@ pub async fn serve<F, R>(
                 tower_service::Service::call(&mut filtered.clone(), request)
             });
             match tls {
-                None => serve_connection(TokioIo::new(stream), service, watcher).await,
+                None => serve_connection(stream, service, watcher).await,
                 Some(tls) => {
                     let Some(stream) = handshake(&tls, stream, addr).await else {
                         return;
                     };
-                    serve_connection(TokioIo::new(stream), service, watcher).await;
+                    serve_connection(stream, service, watcher).await;
                 }
             }
         });
@@ -117,12 +118,10 @@ async fn handshake(
     }
 }
 
-/// HTTP/1.1 or HTTP/2 on one connection, until it ends or the server stops.
-async fn serve_connection<I, S>(
-    io: TokioIo<I>,
-    service: S,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
+/// HTTP/1.1 or HTTP/2 on one connection, until it ends, the server stops, or it falls silent
+/// ([`idle::silence`]: then it is dropped, which closes it).
+async fn serve_connection<I, S>(io: I, service: S, watcher: hyper_util::server::graceful::Watcher)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request, Response = warp::reply::Response, Error = Infallible>
         + Send
@@ -134,8 +133,14 @@ async fn serve_connection<I, S>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!("connection ended: {e}");
+    let (io, activity) = idle::Tracked::new(io);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::select! {
+        ended = watcher.watch(connection.into_owned()) => {
+            if let Err(e) = ended {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
+        () = idle::silence(activity) => tracing::debug!("closing a silent connection"),
     }
 }

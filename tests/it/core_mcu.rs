@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::support::analysis::{
-    Frame, Rect, Rgb, average_colour, colours, is_close, tone_level_db,
+    Frame, Rect, Rgb, average_colour, colours, is_close, min_fps, tone_level_db,
 };
 use tessera::metrics::cpu_seconds;
 
@@ -217,18 +217,6 @@ async fn issue2_a_viewer_joining_later_sees_the_composite_within_a_second_and_he
 }
 
 /// The minimum frame rate over any 1 s window of decode instants between `from` and `to`.
-fn min_fps(decoded: &[Instant], from: Instant, to: Instant) -> f64 {
-    let mut min = f64::MAX;
-    let mut start = from;
-    while start + Duration::from_secs(1) <= to {
-        let end = start + Duration::from_secs(1);
-        let n = decoded.iter().filter(|t| **t >= start && **t < end).count();
-        min = min.min(n as f64);
-        start += Duration::from_millis(100);
-    }
-    min
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue2_a_leaver_vanishes_within_two_seconds_without_a_frame_rate_dip() {
     let server = TestServer::start(&[]).expect("server starts");

@@ -6,6 +6,7 @@ mod bench;
 mod browser;
 mod composition;
 mod core_mcu;
+mod hardening;
 mod https;
 mod interop;
 mod operations;

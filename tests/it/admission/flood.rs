@@ -9,29 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 use crate::auth::{ENV, mint};
+use crate::support::resources::{back_to_baseline, resources};
 
 const OFFERS: usize = 200;
 /// How long one offer may take to be answered: a hang is a failure.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(20);
-
-/// The counts of `/debug/counts` (server admin) and the resident memory of the process.
-async fn resources(server: &TestServer, admin: &str) -> Result<(Value, u64)> {
-    let counts = http::send(
-        Method::GET,
-        &url(server, "/debug/counts")?,
-        Some(admin),
-        None,
-    )
-    .await?
-    .json()?;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("VmRSS")?;
-    Ok((counts, rss_kib / 1024))
-}
 
 /// 200 offers at once to rooms `{prefix}0..{prefix}199`; the status of each.
 async fn flood(server: &TestServer, prefix: &str, sdp: &str, token: Option<&str>) -> Vec<u16> {
@@ -100,31 +82,6 @@ fn ping_health(
             Ok((worst, when, n))
         })
     })
-}
-
-/// Waits (60 s at most) until rooms, peers, pipelines, threads and sockets are back to
-/// `before`; how long it took, the counts and the memory then.
-async fn back_to_baseline(
-    server: &TestServer,
-    admin: &str,
-    before: &Value,
-) -> Result<(Duration, Value, u64)> {
-    let start = Instant::now();
-    let base_threads = before["threads"].as_u64().unwrap_or(0);
-    let base_sockets = before["sockets"].as_u64().unwrap_or(0);
-    let (c, rss) = eventually(Duration::from_secs(60), "back to the baseline", || async {
-        let (c, rss) = resources(server, admin).await?;
-        // GStreamer keeps a thread or two of its own once it has built many pipelines.
-        let back = c["rooms"] == before["rooms"]
-            && c["peers"] == before["peers"]
-            && c["pipelines"] == before["pipelines"]
-            && c["threads"].as_u64().unwrap_or(u64::MAX) <= base_threads + 2
-            && c["sockets"].as_u64().unwrap_or(u64::MAX) <= base_sockets;
-        anyhow::ensure!(back, "{c}, RSS {rss} MiB");
-        Ok(Some((c, rss)))
-    })
-    .await?;
-    Ok((start.elapsed(), c, rss))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 //! mix-minus tests need to tell "440 Hz is present" from "440 Hz leaked from a loud 660 Hz".
 
 use std::f32::consts::PI;
+use std::time::{Duration, Instant};
 
 /// An RGB colour, one byte per channel.
 pub type Rgb = (u8, u8, u8);
@@ -233,6 +234,20 @@ pub fn sine(hz: f32, amplitude: f32, rate: u32, len: usize) -> Vec<f32> {
     (0..len)
         .map(|i| amplitude * (2.0 * PI * hz * i as f32 / rate as f32).sin())
         .collect()
+}
+
+/// The fewest frames decoded in any one-second window (sliding by 100 ms) between `from`
+/// and `to`, given the decode instants.
+pub fn min_fps(decoded: &[Instant], from: Instant, to: Instant) -> f64 {
+    let mut min = f64::MAX;
+    let mut start = from;
+    while start + Duration::from_secs(1) <= to {
+        let end = start + Duration::from_secs(1);
+        let n = decoded.iter().filter(|t| **t >= start && **t < end).count();
+        min = min.min(n as f64);
+        start += Duration::from_millis(100);
+    }
+    min
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod http;
 pub mod media;
 pub mod netns;
 pub mod pebble;
+pub mod resources;
 pub mod server;
 pub mod turn_net;
 mod wait;
@@ -34,6 +35,6 @@ pub mod webrtcbin;
 mod reflector;
 mod selftest;
 
-pub use client::{JoinOptions, Role, SendMedia, TestClient};
+pub use client::{JoinOptions, Mangle, Role, SendMedia, TestClient};
 pub use server::TestServer;
 pub use wait::{eventually, eventually_sync};

@@ -121,6 +121,18 @@ pub struct SendMedia {
     pub height: u32,
     /// Frames between keyframes at 30 fps; a PLI from the server forces one sooner.
     pub keyframe_interval: u32,
+    /// A hostile sender: this share of its packets has its payload damaged (see [`Mangle`]).
+    pub mangle: Option<Mangle>,
+}
+
+/// How a hostile sender damages its packets' payloads (headers stay valid, so the packets
+/// reach the server's depayloaders and decoders through SRTP like any others).
+#[derive(Clone, Copy, Debug)]
+pub struct Mangle {
+    /// The random generator's seed: the same seed damages the same way.
+    pub seed: u64,
+    /// The share of packets damaged, 0 to 1.
+    pub rate: f64,
 }
 
 impl SendMedia {
@@ -144,6 +156,7 @@ impl Default for SendMedia {
             width: 640,
             height: 360,
             keyframe_interval: 30,
+            mangle: None,
         }
     }
 }
@@ -203,6 +216,8 @@ pub struct TestClient {
     counters: Arc<ClientCounters>,
     /// The access token it joined with, for its `DELETE`.
     token: Option<String>,
+    /// Damages what it sends (a hostile client).
+    mangle: Option<Mangle>,
     closed: bool,
 }
 
@@ -240,6 +255,7 @@ impl TestClient {
 
         // Pipelines first, so a missing GStreamer plugin fails before any network traffic.
         let mut sources = Vec::new();
+        let mangle = send.and_then(|s| s.mangle);
         if let Some(send) = send {
             sources.push(RtpSource::video(VideoSourceSpec {
                 snow: send.snow,
@@ -301,6 +317,7 @@ impl TestClient {
             remote_video,
             counters,
             token: options.token.clone(),
+            mangle,
             closed: false,
         };
 

@@ -19,7 +19,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tessera::rtp::codecs;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -30,7 +30,9 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::support::media::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
 
-use super::pumps::{SentCounter, answer_keyframe_requests, send_packets};
+use super::pumps::{
+    MANGLED_QUEUE, SentCounter, answer_keyframe_requests, mangle_packets, send_packets,
+};
 use super::{GATHER_TIMEOUT, JoinOptions, Role, TestClient};
 
 impl TestClient {
@@ -113,7 +115,7 @@ impl TestClient {
                 .first()
                 .map(|c| c.payload_type)
                 .with_context(|| format!("no codec was negotiated for our {kind} track"))?;
-            let packets = source
+            let mut packets = source
                 .take_packets()
                 .expect("each source's packets are taken once, here");
             let sent = match kind {
@@ -130,6 +132,11 @@ impl TestClient {
                     .tasks
                     .lock()
                     .expect("the task set lock is never poisoned");
+                if let Some(mangle) = self.mangle {
+                    let (tx, rx) = mpsc::channel(MANGLED_QUEUE);
+                    tasks.spawn(mangle_packets(packets, tx, mangle));
+                    packets = rx;
+                }
                 tasks.spawn(send_packets(
                     packets,
                     Arc::clone(&track),

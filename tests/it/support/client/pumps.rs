@@ -59,6 +59,40 @@ pub(super) async fn send_packets(
     }
 }
 
+/// Packets a mangling task holds at most for its sender.
+pub(super) const MANGLED_QUEUE: usize = 256;
+
+/// A hostile sender's packets: a share of them (`mangle.rate`) has its payload damaged, in
+/// one of the ways a broken or malicious encoder would: random bytes flipped, the payload cut
+/// short, or all of it replaced by noise. The 12-byte header stays as it was.
+pub(super) async fn mangle_packets(
+    mut packets: mpsc::Receiver<bytes::Bytes>,
+    out: mpsc::Sender<bytes::Bytes>,
+    mangle: super::Mangle,
+) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mangle.seed);
+    while let Some(packet) = packets.recv().await {
+        let mut packet = packet.to_vec();
+        if packet.len() > 13 && rng.random_bool(mangle.rate) {
+            let payload = 12..packet.len();
+            match rng.random_range(0..3) {
+                0 => {
+                    for _ in 0..rng.random_range(1..=8) {
+                        let i = rng.random_range(payload.clone());
+                        packet[i] ^= 1 << rng.random_range(0..8);
+                    }
+                }
+                1 => packet.truncate(rng.random_range(13..packet.len())),
+                _ => rng.fill(&mut packet[payload]),
+            }
+        }
+        if out.send(bytes::Bytes::from(packet)).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Answer the server's PLI/FIR for our video by forcing a keyframe in our encoder.
 pub(super) async fn answer_keyframe_requests(
     track: Arc<TrackLocalStaticRTP>,
