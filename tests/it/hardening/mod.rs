@@ -1,9 +1,11 @@
 //! Issue 16: robustness as figures. The fuzz targets run briefly (`fuzz.rs`; at length through
 //! `scripts/fuzz.sh`), damaged media goes through the receive path, replayed and live
-//! (`receive_path.rs`), a hostile client sends 10,000 requests (`hostile.rs`), and the
-//! dependencies' licences and sources are checked (`supply_chain.rs`).
+//! (`receive_path.rs`), a hostile client sends 10,000 requests (`hostile.rs`), strangers send
+//! DTLS, STUN and RTP to sessions' ports (`transport.rs`), and the dependencies' licences and
+//! sources are checked (`supply_chain.rs`).
 
 mod fuzz;
 mod hostile;
 mod receive_path;
 mod supply_chain;
+mod transport;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use reqwest::Url;
 use webrtc::media_stream::track_remote::TrackRemote;
+use rtc::peer_connection::transport::RTCIceCandidatePair;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::support::analysis::Frame;
@@ -21,6 +22,17 @@ impl TestClient {
     /// The type of the local candidate of the pair ICE selected (`host`, `relay`, ...): how
     /// this client's media reaches the server.
     pub async fn selected_local_candidate(&self) -> Result<String> {
+        Ok(format!("{}", self.selected_pair().await?.local().typ))
+    }
+
+    /// The server's end of the selected candidate pair: where this session's media goes.
+    pub async fn selected_remote_address(&self) -> Result<std::net::SocketAddr> {
+        let pair = self.selected_pair().await?;
+        let remote = pair.remote();
+        Ok(std::net::SocketAddr::new(remote.address.parse()?, remote.port))
+    }
+
+    async fn selected_pair(&self) -> Result<RTCIceCandidatePair> {
         // Bundled: every sender and receiver shares the one transport.
         let transport = match self.pc.get_senders().await.into_iter().next() {
             Some(sender) => sender.transport().await?,
@@ -30,12 +42,11 @@ impl TestClient {
             },
         }
         .context("no transport yet")?;
-        let pair = transport
+        transport
             .ice_transport()
             .get_selected_candidate_pair()
             .await?
-            .context("ICE selected no pair")?;
-        Ok(format!("{}", pair.local().typ))
+            .context("ICE selected no pair")
     }
 
     /// The session resource (`{base}{Location}`), for `DELETE` and friends.
