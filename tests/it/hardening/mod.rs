@@ -4,6 +4,7 @@
 //! DTLS, STUN and RTP to sessions' ports (`transport.rs`), and the dependencies' licences and
 //! sources are checked (`supply_chain.rs`).
 
+mod churn;
 mod fuzz;
 mod hostile;
 mod receive_path;

@@ -129,9 +129,17 @@ async fn issue16_dtls_and_ice_strangers_leave_every_session_unharmed() -> Result
         .await?;
     // A session that never connects: its offer is answered, nobody completes ICE.
     let url = Url::parse(&format!("{base}/rooms/{room}/whep"))?;
-    let pending = http::post(&url, "application/sdp", make_offer(Role::Viewer, "pending").await?)
-        .await?;
-    ensure!(pending.status == 201, "the pending session: {}", pending.status);
+    let pending = http::post(
+        &url,
+        "application/sdp",
+        make_offer(Role::Viewer, "pending").await?,
+    )
+    .await?;
+    ensure!(
+        pending.status == 201,
+        "the pending session: {}",
+        pending.status
+    );
     let targets = [
         ("green", green.selected_remote_address().await?),
         ("viewer", viewer.selected_remote_address().await?),
@@ -159,7 +167,9 @@ async fn issue16_dtls_and_ice_strangers_leave_every_session_unharmed() -> Result
         }
     }
     let ended = Instant::now();
-    viewer.wait_for_new_frames(30, Duration::from_secs(5)).await?;
+    viewer
+        .wait_for_new_frames(30, Duration::from_secs(5))
+        .await?;
     let decoded: Vec<Instant> = viewer.video_state().decoded_at.into_iter().collect();
     let fps = min_fps(&decoded, started, ended);
     let frame = viewer.latest_frame().context("a frame")?;
@@ -181,7 +191,10 @@ async fn issue16_dtls_and_ice_strangers_leave_every_session_unharmed() -> Result
     // Nothing a stranger sends is worth a log line each (the disk is not theirs to fill).
     let warnings = server.log().iter().filter(|l| l.contains("WARN")).count();
     println!("server warnings logged: {warnings}");
-    ensure!(warnings < 20, "{warnings} warnings for {sent} stranger packets");
+    ensure!(
+        warnings < 20,
+        "{warnings} warnings for {sent} stranger packets"
+    );
     let info = server.room(room).await?;
     let viewers = info["viewers"].as_array().map_or(0, Vec::len);
     ensure!(viewers == 2, "the viewer and the pending session: {info}");

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use reqwest::Url;
-use webrtc::media_stream::track_remote::TrackRemote;
 use rtc::peer_connection::transport::RTCIceCandidatePair;
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::support::analysis::Frame;
@@ -29,7 +29,10 @@ impl TestClient {
     pub async fn selected_remote_address(&self) -> Result<std::net::SocketAddr> {
         let pair = self.selected_pair().await?;
         let remote = pair.remote();
-        Ok(std::net::SocketAddr::new(remote.address.parse()?, remote.port))
+        Ok(std::net::SocketAddr::new(
+            remote.address.parse()?,
+            remote.port,
+        ))
     }
 
     async fn selected_pair(&self) -> Result<RTCIceCandidatePair> {

@@ -13,7 +13,7 @@ use webrtc::peer_connection::{
 use crate::support::media::{AudioInput, RtpInput};
 
 use super::ClientCounters;
-use super::pumps::{pump_remote_audio, pump_remote_video};
+use super::pumps::{drain_remote, pump_remote_audio, pump_remote_video};
 
 /// The peer connection's event handler. Every callback only records or forwards: states go
 /// into watch channels, remote tracks get a pump task in the client's `JoinSet`.
@@ -29,6 +29,8 @@ pub(super) struct ClientHandler {
     pub(super) video_input: Mutex<Option<(RtpInput, Option<mpsc::Receiver<()>>)>>,
     /// Where the server's audio goes; taken by the first audio track.
     pub(super) audio_input: Mutex<Option<AudioInput>>,
+    /// Tracks are read but not decoded ([`super::JoinOptions::no_decode`]).
+    pub(super) no_decode: bool,
 }
 
 #[async_trait::async_trait]
@@ -47,6 +49,10 @@ impl PeerConnectionEventHandler for ClientHandler {
         let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };
+        if self.no_decode {
+            tasks.spawn(drain_remote(track, counters));
+            return;
+        }
         match kind {
             RtpCodecKind::Video => {
                 let Some((input, requests)) = self

@@ -82,6 +82,10 @@ pub struct JoinOptions {
     pub stated_level: Option<u8>,
     /// More query parameters for the offer's URL (`source=screen`, `owner=...`).
     pub query: Vec<(&'static str, String)>,
+    /// Receive the server's tracks without decoding them (no decoders in the test process):
+    /// for tests about sessions coming and going, where hundreds of decoders would only load
+    /// the machine the server runs on.
+    pub no_decode: bool,
 }
 
 /// What the client is to the room, which decides the endpoint and the SDP directions.
@@ -268,7 +272,7 @@ impl TestClient {
             audio.set_volume(send.tone_volume)?;
             sources.push(audio);
         }
-        let (mut video, audio, audio_input) = if role.receives() {
+        let (mut video, audio, audio_input) = if role.receives() && !options.no_decode {
             let (audio, audio_input) = AudioReceiver::new()?;
             (
                 Some(VideoReceiver::with_codec(None, options.h264_only)?),
@@ -297,6 +301,7 @@ impl TestClient {
                     .map(|v| (v.input(), v.take_keyframe_requests())),
             ),
             audio_input: Mutex::new(audio_input),
+            no_decode: options.no_decode,
         });
         let pc = build_peer_connection_with(handler, &options)
             .await

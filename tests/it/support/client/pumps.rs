@@ -213,3 +213,25 @@ pub(super) async fn pump_remote_audio(
         }
     }
 }
+
+/// Reads a track the client does not decode ([`super::JoinOptions::no_decode`]), counting its
+/// packets, so that nothing piles up unread.
+pub(super) async fn drain_remote(track: Arc<dyn TrackRemote>, counters: Arc<ClientCounters>) {
+    let video = track.kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video;
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(_) if video => {
+                counters
+                    .video_packets_received
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            TrackRemoteEvent::OnRtpPacket(_) => {
+                counters
+                    .audio_packets_received
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+}

@@ -45,6 +45,7 @@ pub async fn make_offer(role: Role, name: &str) -> Result<String> {
         remote_video: Arc::new(Mutex::new(None)),
         video_input: Mutex::new(None),
         audio_input: Mutex::new(None),
+        no_decode: true,
     });
     let pc = build_peer_connection(handler).await?;
     let result = async {
