@@ -156,6 +156,9 @@ async fn issue16_a_thousand_joins_and_leaves_leave_nothing_behind() -> Result<()
             "100",
             "--rate-burst",
             "100",
+            // Every client comes from 127.0.0.1.
+            "--max-pending-per-addr",
+            "1000",
         ],
         &[("MALLOC_ARENA_MAX", "1")],
     )?;
