@@ -92,24 +92,8 @@ async fn issue11_a_flood_of_200_offers_takes_nothing_down() -> Result<()> {
     let admin = mint(&["--admin"])?;
     let anyone = mint(&["--room", "*", "--identity", "flooder", "--grant", "join"])?;
     let steady = mint(&["--room", "steady", "--identity", "s", "--grant", "join"])?;
-    let with = |token: &str| crate::support::JoinOptions {
-        token: Some(token.to_owned()),
-        ..Default::default()
-    };
-
     // The room that must not notice: a sender and a viewer decoding its composite.
-    let sender = TestClient::join_with(
-        &base,
-        "steady",
-        Role::Contributor,
-        Some(SendMedia::new(colours::BLUE, 440.0)),
-        "sender",
-        with(&steady),
-    )
-    .await?;
-    let viewer =
-        TestClient::join_with(&base, "steady", Role::Viewer, None, "wall", with(&steady)).await?;
-    viewer.wait_for_frame(DEADLINE, |f| f.width == 1280).await?;
+    let (sender, viewer) = crate::support::steady::steady_room(&base, "steady", &steady).await?;
     eventually(DEADLINE, "the viewer at full rate", || async {
         Ok((viewer.fps_over(Duration::from_secs(1)) >= 25.0).then_some(()))
     })

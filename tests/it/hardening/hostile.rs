@@ -16,10 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::{ENV, SECRET, mint};
-use crate::support::analysis::{colours, min_fps};
+use crate::support::analysis::min_fps;
 use crate::support::client::make_offer;
 use crate::support::resources::{back_to_baseline, resources};
-use crate::support::{JoinOptions, Role, SendMedia, TestClient, TestServer};
+use crate::support::steady::steady_room;
+use crate::support::{Role, TestServer};
 
 /// Requests sent in all.
 const REQUESTS: usize = 10_000;
@@ -546,86 +547,55 @@ async fn session_kinds(
         .context("Location")?
         .to_owned();
     let session = format!("{base}{location}");
-    let frag = "application/trickle-ice-sdpfrag";
+    // One request to the session: PATCH (a trickle fragment, `If-Match` if given) or DELETE,
+    // with the session's token or none; its status and whether it carried a JSON error.
+    let poke =
+        |method: reqwest::Method, auth: Option<&str>, if_match: Option<&str>, body: String| {
+            let mut request = client.request(method, &session);
+            if let Some(auth) = auth {
+                request = request.header("Authorization", auth);
+            }
+            if let Some(tag) = if_match {
+                request = request.header("If-Match", tag);
+            }
+            if !body.is_empty() {
+                request = request
+                    .header("Content-Type", "application/trickle-ice-sdpfrag")
+                    .body(body);
+            }
+            async move {
+                let r = request.send().await?;
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                anyhow::Ok((status, body["error"].is_string()))
+            }
+        };
+    let (patch, delete) = (reqwest::Method::PATCH, reqwest::Method::DELETE);
+    let restart = "a=ice-ufrag:newu\r\na=ice-pwd:newpasswordnewpassword12\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n";
     let mut out = Vec::new();
-    let check = |kind, r: reqwest::Response| async move {
-        let status = r.status().as_u16();
-        let body: serde_json::Value = r.json().await.unwrap_or_default();
-        (kind, status, body["error"].is_string())
-    };
-    let restart = "a=ice-ufrag:newu\r\na=ice-pwd:newpasswordnewpassword12\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n";
-    out.push(
-        check(
-            "ICE restart",
-            client
-                .patch(&session)
-                .header("Content-Type", frag)
-                .header("Authorization", &auth)
-                .header("If-Match", "*")
-                .body(restart)
-                .send()
-                .await?,
-        )
-        .await,
+    let mut note = |kind, (status, json)| out.push((kind, status, json));
+    note(
+        "ICE restart",
+        poke(patch.clone(), Some(&auth), Some("*"), restart.into()).await?,
     );
-    out.push(
-        check(
-            "1,000 trickled candidates",
-            client
-                .patch(&session)
-                .header("Content-Type", frag)
-                .header("Authorization", &auth)
-                .body(candidates(1000))
-                .send()
-                .await?,
-        )
-        .await,
+    note(
+        "1,000 trickled candidates",
+        poke(patch.clone(), Some(&auth), None, candidates(1000)).await?,
     );
-    out.push(
-        check(
-            "PATCH without a token",
-            client
-                .patch(&session)
-                .header("Content-Type", frag)
-                .body(candidates(1))
-                .send()
-                .await?,
-        )
-        .await,
+    note(
+        "PATCH without a token",
+        poke(patch.clone(), None, None, candidates(1)).await?,
     );
-    let deleted = client
-        .delete(&session)
-        .header("Authorization", &auth)
-        .send()
-        .await?;
-    ensure!(
-        deleted.status().is_success(),
-        "DELETE: {}",
-        deleted.status()
+    let (deleted, _) = poke(delete.clone(), Some(&auth), None, String::new()).await?;
+    ensure!((200..300).contains(&deleted), "DELETE: {deleted}");
+    note(
+        "DELETE twice",
+        poke(delete, Some(&auth), None, String::new()).await?,
     );
-    out.push(
-        check(
-            "DELETE twice",
-            client
-                .delete(&session)
-                .header("Authorization", &auth)
-                .send()
-                .await?,
-        )
-        .await,
-    );
-    out.push(
-        check(
-            "PATCH after DELETE",
-            client
-                .patch(&session)
-                .header("Content-Type", frag)
-                .header("Authorization", &auth)
-                .body(candidates(1))
-                .send()
-                .await?,
-        )
-        .await,
+    note(
+        "PATCH after DELETE",
+        poke(patch, Some(&auth), None, candidates(1)).await?,
     );
     Ok(out)
 }
@@ -659,24 +629,7 @@ async fn issue16_ten_thousand_hostile_requests_get_4xx_and_disturb_nothing() -> 
         "--grant",
         "view",
     ])?;
-    let with = |token: &str| JoinOptions {
-        token: Some(token.to_owned()),
-        ..Default::default()
-    };
-    let sender = TestClient::join_with(
-        &base,
-        STEADY,
-        Role::Contributor,
-        Some(SendMedia::new(colours::BLUE, 440.0)),
-        "sender",
-        with(&steady),
-    )
-    .await?;
-    let viewer =
-        TestClient::join_with(&base, STEADY, Role::Viewer, None, "wall", with(&steady)).await?;
-    viewer
-        .wait_for_frame(Duration::from_secs(10), |f| f.width == 1280)
-        .await?;
+    let (sender, viewer) = steady_room(&base, STEADY, &steady).await?;
     viewer
         .wait_for_new_frames(30, Duration::from_secs(5))
         .await?;

@@ -28,6 +28,7 @@ pub mod netns;
 pub mod pebble;
 pub mod resources;
 pub mod server;
+pub mod steady;
 pub mod turn_net;
 mod wait;
 pub mod webrtcbin;
