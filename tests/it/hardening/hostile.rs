@@ -647,6 +647,17 @@ async fn issue16_ten_thousand_hostile_requests_get_4xx_and_disturb_nothing() -> 
     for _ in 0..3 {
         session_kinds(&base, &offer, &tokens).await?;
     }
+    // The warm-up's room ends once its last session is gone: the baseline is the steady
+    // room alone.
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "the warm-up's room ends",
+        || async {
+            let (c, _) = resources(&server, &tokens.admin).await?;
+            Ok((c["rooms"] == 1).then_some(()))
+        },
+    )
+    .await?;
     let (before, rss_before) = resources(&server, &tokens.admin).await?;
     println!("baseline: {before}, RSS {rss_before} MiB");
 
