@@ -14,7 +14,8 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(sdp_offer trickle token layout config rtp rtp_decode)
+  # One binary per target (each hands AFL's input to tessera::fuzzing::<target>).
+  for bin in fuzz/src/bin/*.rs; do targets+=("$(basename "$bin" .rs)"); done
 fi
 source scripts/setup.sh --fuzz
 

@@ -152,26 +152,35 @@ pub fn rtp(data: &[u8]) {
     packet::set_sequence(&mut copy, 7);
 }
 
+/// The codecs `rtp_decode` replays, in the order of its first byte (and of the seeds
+/// `fuzz/seeds/rtp_decode/{vp8,h264,opus}.rtp`).
+pub const REPLAY_CODECS: [(&str, MediaKind, u32); 3] = [
+    ("video/VP8", MediaKind::Video, 90_000),
+    ("video/H264", MediaKind::Video, 90_000),
+    ("audio/opus", MediaKind::Audio, 48_000),
+];
+
+/// The input codec `which` picks among [`REPLAY_CODECS`] (modulo their number).
+pub fn replay_codec(which: usize) -> InputCodec {
+    let (mime, kind, clock_rate) = REPLAY_CODECS[which % REPLAY_CODECS.len()];
+    InputCodec {
+        kind,
+        mime_type: mime.into(),
+        clock_rate,
+        level_extension: None,
+    }
+}
+
 /// The GStreamer receive path: the first byte picks the codec (VP8, H.264, Opus), the rest is
 /// RTP packets, each a 2-byte length and its bytes ([`crate::media::split_packets`]), pushed
 /// through the server's own input branch for that codec ([`crate::media::replay_rtp`]). A
 /// branch that does not finish within 5 s is a hang, and panics.
 pub fn rtp_decode(data: &[u8]) {
-    let codecs = [
-        ("video/VP8", MediaKind::Video, 90_000),
-        ("video/H264", MediaKind::Video, 90_000),
-        ("audio/opus", MediaKind::Audio, 48_000),
-    ];
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    let (mime, kind, clock_rate) = codecs[usize::from(which) % codecs.len()];
-    let codec = InputCodec {
-        kind,
-        mime_type: mime.into(),
-        clock_rate,
-        level_extension: None,
-    };
+    let codec = replay_codec(usize::from(which));
+    let mime = codec.mime_type.clone();
     let packets = crate::media::split_packets(rest);
     let replay = crate::media::replay_rtp(&codec, &packets, Duration::from_secs(5))
         .expect("the branch builds");

@@ -42,9 +42,17 @@ pub fn replay_rtp(
     deadline: Duration,
 ) -> Result<Replay, MediaError> {
     gst::init().map_err(|e| build_err("initialising GStreamer", e))?;
-    let templates = Templates::load(None)?;
+    // The built-in descriptions, read once: a fuzzer calls this thousands of times.
+    static BUILT_IN: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
+    let templates = match BUILT_IN.get() {
+        Some(templates) => templates,
+        None => {
+            let loaded = Templates::load(None)?;
+            BUILT_IN.get_or_init(|| loaded)
+        }
+    };
     let session = SessionId(1);
-    let (bin, appsrc) = input_bin(&templates, codec, session)?;
+    let (bin, appsrc) = input_bin(templates, codec, session)?;
     let pipeline = gst::Pipeline::new();
     let _null = NullOnDrop(pipeline.clone());
     let sink = gst::ElementFactory::make("fakesink")

@@ -8,7 +8,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,13 +21,13 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// writes a keep-alive every 15 s, so only a connection with nothing in flight goes quiet.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// When bytes last moved on a connection, in ms since it was accepted; `u64::MAX`: none has
+/// When bytes last moved on a connection (in ms since it was accepted), and whether any has
 /// been read yet.
 #[derive(Clone)]
 pub struct Activity {
     start: Instant,
     last_ms: Arc<AtomicU64>,
-    spoke: Arc<AtomicU64>,
+    spoke: Arc<AtomicBool>,
 }
 
 impl Activity {
@@ -43,14 +43,14 @@ impl Activity {
         let ms = self.start.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
         if read {
-            self.spoke.store(1, Ordering::Relaxed);
+            self.spoke.store(true, Ordering::Relaxed);
         }
     }
 
     /// When the connection counts as silent, given what has moved so far.
     fn deadline(&self) -> Instant {
         let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        if self.spoke.load(Ordering::Relaxed) == 0 {
+        if !self.spoke.load(Ordering::Relaxed) {
             self.start + FIRST_BYTE_TIMEOUT
         } else {
             last + IDLE_TIMEOUT

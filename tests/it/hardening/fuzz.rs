@@ -5,15 +5,6 @@ use std::process::Command;
 
 /// Seconds each target runs here; `scripts/fuzz.sh 600` is a real campaign.
 const SECONDS: &str = "8";
-const TARGETS: [&str; 7] = [
-    "sdp_offer",
-    "trickle",
-    "token",
-    "layout",
-    "config",
-    "rtp",
-    "rtp_decode",
-];
 
 #[test]
 fn issue16_every_fuzz_target_runs_without_a_crash_or_hang() {
@@ -34,7 +25,7 @@ fn issue16_every_fuzz_target_runs_without_a_crash_or_hang() {
         run.status,
         stderr.lines().rev().take(40).collect::<Vec<_>>().join("\n")
     );
-    for target in TARGETS {
+    for (target, _) in tessera::fuzzing::TARGETS {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("fuzz: {target} ")))

@@ -1,10 +1,12 @@
 //! Issue 16: robustness as figures. The fuzz targets run briefly (`fuzz.rs`; at length through
 //! `scripts/fuzz.sh`), damaged media goes through the receive path, replayed and live
-//! (`receive_path.rs`), a hostile client sends 10,000 requests (`hostile.rs`), strangers send
+//! (`receive_path.rs`), a hostile client sends 10,000 requests (`hostile/`), connections that say nothing are
+//! closed (`connections.rs`), strangers send
 //! DTLS, STUN and RTP to sessions' ports (`transport.rs`), and the dependencies' licences and
 //! sources are checked (`supply_chain.rs`).
 
 mod churn;
+mod connections;
 mod fuzz;
 mod hostile;
 mod receive_path;

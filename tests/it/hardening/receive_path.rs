@@ -6,18 +6,16 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use tessera::fuzzing::replay_codec;
 use tessera::media::{replay_rtp, split_packets};
-use tessera::types::{InputCodec, MediaKind};
+use tessera::types::MediaKind;
 
 use crate::support::analysis::{Rect, average_colour, colours, is_close, min_fps, tone_level_db};
 use crate::support::{Mangle, Role, SendMedia, TestClient, TestServer};
 
-/// The seed of each codec (its first byte picks the codec in the fuzz target).
-const SEEDS: [(&str, &str, MediaKind, u32); 3] = [
-    ("vp8.rtp", "video/VP8", MediaKind::Video, 90_000),
-    ("h264.rtp", "video/H264", MediaKind::Video, 90_000),
-    ("opus.rtp", "audio/opus", MediaKind::Audio, 48_000),
-];
+/// The seed of each codec, in the order of `tessera::fuzzing::REPLAY_CODECS` (the fuzz
+/// target's first byte).
+const SEEDS: [&str; 3] = ["vp8.rtp", "h264.rtp", "opus.rtp"];
 /// Damaged variants replayed per codec.
 const VARIANTS: usize = 150;
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -29,15 +27,6 @@ fn seed(name: &str) -> Vec<u8> {
     );
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     data[1..].to_vec()
-}
-
-fn codec(mime: &str, kind: MediaKind, clock_rate: u32) -> InputCodec {
-    InputCodec {
-        kind,
-        mime_type: mime.into(),
-        clock_rate,
-        level_extension: None,
-    }
 }
 
 /// Damages `packets` as the fuzzer's havoc stage would, in miniature: flipped bits, cut
@@ -80,15 +69,20 @@ fn damage(rng: &mut rand::rngs::StdRng, packets: &[&[u8]]) -> Vec<Vec<u8>> {
 
 #[test]
 fn issue16_the_captures_decode_through_the_servers_own_input_branches() {
-    for (name, mime, kind, rate) in SEEDS {
+    for (i, name) in SEEDS.into_iter().enumerate() {
         let data = seed(name);
         let packets = split_packets(&data);
-        let replay = replay_rtp(&codec(mime, kind, rate), &packets, DEADLINE).expect("replays");
+        let codec = replay_codec(i);
+        let replay = replay_rtp(&codec, &packets, DEADLINE).expect("replays");
         assert!(replay.finished, "{name}: {replay:?}");
         assert_eq!(replay.failure, None, "{name}");
         // 12 frames of video were captured (the first may wait for the jitter buffer's
         // first keyframe), 25 packets of 20 ms of Opus.
-        let least = if kind == MediaKind::Video { 10 } else { 20 };
+        let least = if codec.kind == MediaKind::Video {
+            10
+        } else {
+            20
+        };
         assert!(
             replay.decoded >= least,
             "{name}: only {} decoded",
@@ -100,10 +94,10 @@ fn issue16_the_captures_decode_through_the_servers_own_input_branches() {
 #[test]
 fn issue16_damaged_rtp_finishes_in_every_input_branch() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(16);
-    for (name, mime, kind, rate) in SEEDS {
+    for (i, name) in SEEDS.into_iter().enumerate() {
         let data = seed(name);
         let packets = split_packets(&data);
-        let codec = codec(mime, kind, rate);
+        let codec = replay_codec(i);
         let (mut failed, mut decoded) = (0, 0);
         for _ in 0..VARIANTS {
             let damaged = damage(&mut rng, &packets);
