@@ -15,6 +15,12 @@
 //!
 //! An accepted m-line never keeps `a=bundle-only` (RFC 8843 §6: an answer does not use it); its
 //! port is the BUNDLE port webrtc-rs writes (RFC 9143 §7.3).
+//!
+//! Behind a 1:1 NAT (`--public-ip`), the host candidates carry the public address: webrtc-rs
+//! 0.21.1 keeps the setting engine's `nat_1to1_ips` but never reads them, so its candidates
+//! always name the address the socket is bound to, which nobody outside can reach.
+
+use std::net::IpAddr;
 
 use crate::sdp::h264::{Level, ProfileLevelId};
 
@@ -25,6 +31,8 @@ use super::offer::{OfferSummary, fmtp_parameter};
 pub struct AnswerParameters {
     /// The highest H.264 level tessera may send to this receiver.
     pub h264_level: Level,
+    /// The address the host candidates announce instead of the bound one (`--public-ip`).
+    pub public_ip: Option<IpAddr>,
 }
 
 /// The Opus parameters of every answer.
@@ -66,6 +74,13 @@ pub fn rewrite(answer: &str, offer: &OfferSummary, params: AnswerParameters) -> 
         if line == "a=bundle-only" {
             continue;
         }
+        if let Some(public) = params.public_ip
+            && let Some(candidate) = public_host_candidate(line, public)
+        {
+            out.push_str(&candidate);
+            out.push_str(eol);
+            continue;
+        }
         let Some((pt, _)) = line
             .strip_prefix("a=fmtp:")
             .and_then(|rest| rest.split_once(' '))
@@ -96,6 +111,19 @@ pub fn rewrite(answer: &str, offer: &OfferSummary, params: AnswerParameters) -> 
         }
     }
     out
+}
+
+/// A host candidate line (RFC 8839 §5.1: foundation, component, transport, priority, address,
+/// port, `typ host`, …) with `public` as its address; `None` for any other line.
+fn public_host_candidate(line: &str, public: IpAddr) -> Option<String> {
+    let fields: Vec<&str> = line.strip_prefix("a=candidate:")?.split(' ').collect();
+    if fields.len() < 8 || fields[6] != "typ" || fields[7] != "host" {
+        return None;
+    }
+    let public = public.to_string();
+    let mut rewritten = fields;
+    rewritten[4] = &public;
+    Some(format!("a=candidate:{}", rewritten.join(" ")))
 }
 
 /// tessera's H.264 parameters for payload type `pt`: the profile the offer gave that payload
@@ -141,6 +169,7 @@ mod tests {
             &offer,
             AnswerParameters {
                 h264_level: Level::L3_1,
+                public_ip: None,
             },
         );
         assert!(!fixed.contains("sprop"), "{fixed}");
@@ -177,6 +206,7 @@ mod tests {
             &offer,
             AnswerParameters {
                 h264_level: Level::L3_1,
+                public_ip: None,
             },
         );
         assert!(!fixed.contains("max-fr"), "{fixed}");
@@ -200,6 +230,7 @@ mod tests {
             &offer,
             AnswerParameters {
                 h264_level: Level(30),
+                public_ip: None,
             },
         );
         assert!(fixed.contains("profile-level-id=42c01e"), "{fixed}");
@@ -209,8 +240,33 @@ mod tests {
             &offer,
             AnswerParameters {
                 h264_level: Level(30),
+                public_ip: None,
             },
         );
         assert!(fixed.contains("profile-level-id=42e01e"), "{fixed}");
+    }
+
+    #[test]
+    fn issue16_behind_a_nat_host_candidates_name_the_public_address() {
+        let offer = inspect_offer(&captured("webrtcbin-max-bundle-participant")).unwrap();
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+                      a=candidate:1 1 udp 2130706431 10.0.2.2 40020 typ host\r\n\
+                      a=candidate:2 1 udp 1694498815 198.51.100.9 40020 typ srflx raddr \
+                      10.0.2.2 rport 40020\r\na=end-of-candidates\r\n";
+        let params = |public_ip: Option<IpAddr>| AnswerParameters {
+            h264_level: Level::L3_1,
+            public_ip,
+        };
+        let fixed = rewrite(answer, &offer, params(Some([203, 0, 113, 7].into())));
+        assert!(
+            fixed.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 40020 typ host\r\n"),
+            "{fixed}"
+        );
+        // Only host candidates: a server-reflexive one already names what the world sees.
+        assert!(
+            fixed.contains(" 198.51.100.9 40020 typ srflx raddr 10.0.2.2"),
+            "{fixed}"
+        );
+        assert_eq!(rewrite(answer, &offer, params(None)), answer);
     }
 }

@@ -11,8 +11,8 @@ use rtc::interceptor::Slot;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCIceCandidateType, RTCSessionDescription,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
 };
 
 use super::codecs::{add_outgoing, fix_payload_types, register_codecs};
@@ -109,6 +109,8 @@ impl PeerFactory {
                 gathered_description(&peer.pc, &mut gathered, self.config.gather_timeout).await?;
             let parameters = answer::AnswerParameters {
                 h264_level: plan.h264_level,
+                // webrtc-rs 0.21.1 ignores its own 1:1 NAT setting; the answer says it.
+                public_ip: self.config.public_ip,
             };
             Ok::<_, PeerError>((outgoing, answer::rewrite(&sdp, &summary, parameters)))
         }
@@ -181,10 +183,6 @@ impl PeerFactory {
         if ip.is_some_and(|ip| ip.is_loopback()) {
             // Asked for explicitly (tests, a same-host proxy): loopback is then the only address.
             settings = settings.with_include_loopback_candidate(true);
-        }
-        if let Some(public) = self.config.public_ip {
-            settings =
-                settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
         }
         let settings = settings.build();
 

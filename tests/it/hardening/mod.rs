@@ -5,6 +5,7 @@
 //! DTLS, STUN and RTP to sessions' ports (`transport.rs`), and the dependencies' licences and
 //! sources are checked (`supply_chain.rs`).
 
+mod bad_network;
 mod churn;
 mod connections;
 mod fuzz;

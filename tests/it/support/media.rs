@@ -233,15 +233,13 @@ impl RtpSource {
     /// A solid-colour VP8 picture at 30 fps, packetised with payload type 96 (the sender
     /// rewrites PT and SSRC to what was negotiated).
     pub fn video(spec: VideoSourceSpec) -> Result<RtpSource> {
-        let (r, g, b) = spec.colour;
-        let argb = 0xff00_0000u32 | (u32::from(r) << 16) | (u32::from(g) << 8) | u32::from(b);
         let pattern = if spec.snow {
             "snow".to_owned()
         } else {
-            format!("solid-color foreground-color={argb}")
+            format!("solid-color foreground-color={}", argb(spec.colour))
         };
         let description = format!(
-            "videotestsrc is-live=true pattern={pattern} \
+            "videotestsrc name=picture is-live=true pattern={pattern} \
              ! video/x-raw,width={w},height={h},framerate=30/1 \
              ! vp8enc name=encoder deadline=1 cpu-used=-6 threads=1 \
                keyframe-max-dist={kf} lag-in-frames=0 end-usage=cbr target-bitrate=300000 \
@@ -304,6 +302,13 @@ impl RtpSource {
             packets: Some(rx),
             counters,
         })
+    }
+
+    /// Sets a solid-colour video source's colour, from its next frame on.
+    pub fn set_colour(&self, colour: Rgb) -> Result<()> {
+        let picture: gst::Element = self.pipeline.by_name("picture")?;
+        picture.set_property("foreground-color", argb(colour));
+        Ok(())
     }
 
     /// Sets an audio source's volume (0.3 as built; 0 sends Opus frames of silence).
@@ -856,4 +861,9 @@ pub fn decode_file(
         }
     }
     Ok(out)
+}
+
+/// `colour` as videotestsrc's opaque ARGB.
+fn argb((r, g, b): Rgb) -> u32 {
+    0xff00_0000u32 | (u32::from(r) << 16) | (u32::from(g) << 8) | u32::from(b)
 }

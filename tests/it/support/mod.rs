@@ -23,6 +23,7 @@ pub mod browser;
 pub mod client;
 pub mod events;
 pub mod http;
+pub mod impair;
 pub mod media;
 pub mod netns;
 pub mod pebble;

@@ -11,7 +11,7 @@ use rtc::peer_connection::transport::RTCIceCandidatePair;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
-use crate::support::analysis::Frame;
+use crate::support::analysis::{Frame, Rgb};
 use crate::support::http::{self};
 use crate::support::media::{AudioReceiver, AudioState, VideoReceiver, VideoState};
 
@@ -222,6 +222,21 @@ impl TestClient {
             .since_start(from, to, deadline)
             .await
             .with_context(|| format!("{}: waiting for audio ({:?})", self.name, self.stats()))
+    }
+
+    /// The offer it sent and the answer it got, as negotiated (SDP).
+    pub async fn descriptions(&self) -> Result<(String, String)> {
+        let local = self.pc.local_description().await.context("no offer")?;
+        let remote = self.pc.remote_description().await.context("no answer")?;
+        Ok((local.sdp, remote.sdp))
+    }
+
+    /// Paints its camera `colour` from the next frame on (as delta frames: no keyframe).
+    pub fn set_colour(&self, colour: Rgb) -> Result<()> {
+        self.sources
+            .iter()
+            .find_map(|s| s.set_colour(colour).ok())
+            .with_context(|| format!("{} sends no picture", self.name))
     }
 
     /// Sets the volume of the tone it sends (0.3 as it joins; 0 is a silent microphone, Opus
