@@ -2,8 +2,9 @@
 //! `scripts/fuzz.sh`), damaged media goes through the receive path, replayed and live
 //! (`receive_path.rs`), a hostile client sends 10,000 requests (`hostile/`), connections that say nothing are
 //! closed (`connections.rs`), strangers send
-//! DTLS, STUN and RTP to sessions' ports (`transport.rs`), and the dependencies' licences and
-//! sources are checked (`supply_chain.rs`).
+//! DTLS, STUN and RTP to sessions' ports (`transport.rs`), 1,000 joins and leaves leave nothing
+//! behind (`churn.rs`), media recovers from loss, jitter and outages (`bad_network.rs`), and the
+//! dependencies' licences and sources are checked (`supply_chain.rs`).
 
 mod bad_network;
 mod churn;
