@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::media_stream::track_local::TrackLocal;
@@ -41,8 +45,9 @@ fn rtp_codec(codec: &Codec, rtcp_feedback: Vec<RTCPFeedback>) -> RTCRtpCodec {
     }
 }
 
-/// Registers tessera's codecs (VP8, H.264, Opus) and the MID and audio level header extensions.
-pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
+/// Registers tessera's codecs (VP8, H.264, Opus; with `rtx`, their RFC 4588 retransmission
+/// formats too) and the MID and audio level header extensions.
+pub(super) fn register_codecs(media_engine: &mut MediaEngine, rtx: bool) -> Result<(), PeerError> {
     let fb = |typ: &str, parameter: &str| RTCPFeedback {
         typ: typ.to_owned(),
         parameter: parameter.to_owned(),
@@ -78,6 +83,17 @@ pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Peer
         .and_then(|_| {
             media_engine.register_codec(parameters(&codecs::OPUS, vec![]), RtpCodecKind::Audio)
         })
+        .and_then(|_| {
+            if !rtx {
+                return Ok(());
+            }
+            media_engine
+                .register_codec(parameters(&codecs::VP8_RTX, vec![]), RtpCodecKind::Video)
+                .and_then(|_| {
+                    media_engine
+                        .register_codec(parameters(&codecs::H264_RTX, vec![]), RtpCodecKind::Video)
+                })
+        })
         .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Video, None))
         .and_then(|_| media_engine.register_header_extension(mid(), RtpCodecKind::Audio, None))
         .map_err(|e| PeerError::Rtc {
@@ -87,6 +103,46 @@ pub(super) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Peer
     // RFC 6464 audio levels, answered when offered (browsers do): the speaking detector then
     // reads each packet's level instead of decoding it (`media/input.rs`).
     register_audio_level_extension(media_engine)
+}
+
+/// How many times a lost packet is asked for again (NACK) before it is given up: webrtc-rs
+/// 0.21.1's generator asks every 100 ms without end by default, and it sees a packet repaired
+/// through RTX before that packet is unwrapped, so it would go on asking for a packet already
+/// repaired, each ask answered by one more retransmission.
+pub const NACKS_PER_PACKET: u16 = 3;
+
+/// The interceptors of a connection: webrtc-rs's defaults (NACK and PLI feedback for video,
+/// transport-wide congestion control reports, sender and receiver reports), with each lost
+/// packet asked for at most [`NACKS_PER_PACKET`] times.
+pub fn interceptors(media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_max_nacks_per_packet(NACKS_PER_PACKET)
+                .build(),
+        );
+    let rtc = |context| {
+        move |e: rtc::shared::error::Error| PeerError::Rtc {
+            context,
+            message: e.to_string(),
+        }
+    };
+    configure_simulcast_extension_headers(media_engine)
+        .map_err(rtc("registering the simulcast header extensions"))?;
+    let registry = configure_twcc_receiver_only(registry, media_engine)
+        .map_err(rtc("registering transport-wide congestion control"))?;
+    Ok(configure_rtcp_reports(registry))
 }
 
 /// Registers the RFC 6464 audio level header extension for audio: the server answers it, and
@@ -143,6 +199,11 @@ pub(super) async fn add_outgoing(
         table.payload_type,
         table.mime_type,
     );
+    // Retransmissions go on an SSRC of their own where RTX is negotiated (webrtc-rs drops it
+    // where it is not, and then resends on the track's own SSRC).
+    let rtx = (kind == MediaKind::Video).then(|| RTCRtpRtxParameters {
+        ssrc: rand::random::<u32>(),
+    });
     let track_id = format!("mix-{kind}");
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("tessera-{session}"),
@@ -152,6 +213,7 @@ pub(super) async fn add_outgoing(
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
+                rtx,
                 ..Default::default()
             },
             codec,

@@ -11,11 +11,10 @@ use rtc::interceptor::Slot;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCSessionDescription, Registry,
-    SettingEngineBuilder, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCSessionDescription, SettingEngineBuilder,
 };
 
-use super::codecs::{add_outgoing, fix_payload_types, register_codecs};
+use super::codecs::{add_outgoing, fix_payload_types, interceptors, register_codecs};
 use super::handler::Handler;
 use super::{
     Peer, PeerError, PeerEvent, SendPlan, answer, keyframe_interceptor, offer, routing, rtc_err,
@@ -76,7 +75,13 @@ impl PeerFactory {
         let audio_level = summary
             .first(MediaKind::Audio)
             .and_then(|m| m.audio_level_extension);
-        let (peer, mut gathered) = self.new_peer(session, events, routes, audio_level).await?;
+        // RTX only where every stream declares its SSRCs: webrtc-rs pairs a repair stream
+        // with its media by `a=ssrc-group:FID`, so a routed line (`routing`) or a RID
+        // simulcast would have its retransmissions dropped instead.
+        let rtx = routes.is_none() && !summary.media.iter().any(|m| m.rids);
+        let (peer, mut gathered) = self
+            .new_peer(session, events, routes, audio_level, rtx)
+            .await?;
         let result = async {
             let offer = offer::for_webrtc_rs(offer, &summary);
             let offer = RTCSessionDescription::offer(offer.into_owned())
@@ -125,6 +130,7 @@ impl PeerFactory {
         events: mpsc::Sender<PeerEvent>,
         routes: Option<routing::RouteTable>,
         audio_level_extension: Option<u8>,
+        rtx: bool,
     ) -> Result<(Peer, watch::Receiver<bool>), PeerError> {
         let (gathered_tx, gathered_rx) = watch::channel(false);
         let handler = Arc::new(Handler {
@@ -133,7 +139,7 @@ impl PeerFactory {
             gathered: gathered_tx,
             audio_level_extension,
         });
-        let (pc, router) = self.build(handler, routes).await?;
+        let (pc, router) = self.build(handler, routes, rtx).await?;
         let mut peer = Peer {
             session,
             pc: Arc::new(pc),
@@ -160,6 +166,7 @@ impl PeerFactory {
         &self,
         handler: Arc<Handler>,
         routes: Option<routing::RouteTable>,
+        rtx: bool,
     ) -> Result<
         (
             impl PeerConnection + use<>,
@@ -202,12 +209,8 @@ impl PeerFactory {
         for port in ports {
             // Neither the engine nor the registry is Clone: each attempt builds its own.
             let mut media_engine = MediaEngine::default();
-            register_codecs(&mut media_engine)?;
-            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-                .map_err(|e| PeerError::Rtc {
-                    context: "registering interceptors",
-                    message: e.to_string(),
-                })?;
+            register_codecs(&mut media_engine, rtx)?;
+            let registry = interceptors(&mut media_engine)?;
             let mut registry = keyframe_interceptor::register(registry);
             let mut router = None;
             if let Some(routes) = &routes {

@@ -48,7 +48,7 @@ use crate::types::{ConnectionState, InputCodec, MediaKind, SessionId, VideoCodec
 
 use codecs::Outgoing;
 
-pub use codecs::register_audio_level_extension;
+pub use codecs::{interceptors, register_audio_level_extension};
 pub use factory::PeerFactory;
 pub use feedback::KeyframeAsker;
 pub use keyframe_interceptor::register as register_keyframe_interceptor;

@@ -33,6 +33,27 @@ pub const OPUS: Codec = Codec {
     fmtp: "minptime=10;useinbandfec=1",
 };
 
+/// Retransmissions of VP8 (RFC 4588): a lost packet sent again on a stream of its own, its
+/// original sequence number first in the payload; `apt` names VP8's payload type.
+pub const VP8_RTX: Codec = Codec {
+    mime_type: "video/rtx",
+    name: "rtx",
+    payload_type: 97,
+    clock_rate: 90_000,
+    channels: 0,
+    fmtp: "apt=96",
+};
+
+/// Retransmissions of H.264 (RFC 4588); `apt` names H.264's payload type.
+pub const H264_RTX: Codec = Codec {
+    mime_type: "video/rtx",
+    name: "rtx",
+    payload_type: 103,
+    clock_rate: 90_000,
+    channels: 0,
+    fmtp: "apt=102",
+};
+
 /// One codec's entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Codec {

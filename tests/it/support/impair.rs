@@ -18,9 +18,9 @@
 //! forwards it from a socket of its own to the server's P; the server learns that socket as a
 //! peer-reflexive candidate and answers it, and the relay sends the answers back from P.
 //!
-//! It also counts retransmissions: an RTP packet whose SSRC and sequence number it has seen
-//! before on the same path (what a NACK brings back, RFC 4585; the RTP header is not
-//! encrypted by SRTP).
+//! It also counts retransmissions (the RTP header is not encrypted by SRTP): a packet of an
+//! RTX payload type (RFC 4588), or an RTP packet whose SSRC and sequence number it has seen
+//! before on the same path (a NACK answered on the media's own SSRC, RFC 4585).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -57,8 +57,10 @@ pub struct Impairment {
 pub struct PathCounts {
     pub forwarded: u64,
     pub dropped: u64,
-    /// RTP packets seen again (same SSRC and sequence number): retransmissions.
+    /// Retransmissions: RTX packets, and RTP packets seen again.
     pub retransmitted: u64,
+    /// Of them, RTX packets.
+    pub rtx: u64,
 }
 
 /// How many (SSRC, sequence) pairs a path remembers to spot retransmissions.
@@ -91,6 +93,17 @@ impl Path {
     }
 }
 
+/// The RTX payload types of tessera's codec table.
+const RTX_PAYLOAD_TYPES: [u8; 2] = [
+    tessera::rtp::codecs::VP8_RTX.payload_type,
+    tessera::rtp::codecs::H264_RTX.payload_type,
+];
+
+/// Whether `packet` is RTP of an RTX payload type.
+fn is_rtx(packet: &[u8]) -> bool {
+    rtp_identity(packet).is_some() && RTX_PAYLOAD_TYPES.contains(&(packet[1] & 0x7f))
+}
+
 /// An RTP (not RTCP, not STUN, not DTLS) packet's SSRC and sequence number.
 fn rtp_identity(packet: &[u8]) -> Option<(u32, u16)> {
     // RFC 7983: 128..=191 is RTP or RTCP; RTCP's packet types 192..=223 fill the second byte.
@@ -113,9 +126,11 @@ impl Shared {
     fn decide(&self, port: u16, direction: Direction, packet: &[u8]) -> Option<Duration> {
         let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
         let path = paths.entry((port, direction)).or_default();
-        if path.seen_before(packet) {
+        let rtx = is_rtx(packet);
+        if rtx || path.seen_before(packet) {
             path.counts.retransmitted += 1;
         }
+        path.counts.rtx += u64::from(rtx);
         let i = path.impairment;
         let mut random = self.random.lock().unwrap_or_else(|p| p.into_inner());
         if i.outage || (i.loss > 0.0 && random.random::<f64>() < i.loss) {

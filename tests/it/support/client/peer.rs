@@ -7,15 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    Registry, register_default_interceptors,
-};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tessera::rtp::codecs;
@@ -180,7 +177,7 @@ pub(in crate::support) fn vp8_codec() -> RTCRtpCodecParameters {
             clock_rate: codecs::VP8.clock_rate,
             channels: 0,
             sdp_fmtp_line: String::new(),
-            // "nack" and "nack pli" are added by register_default_interceptors; FIR is ours.
+            // "nack" and "nack pli" are added by tessera's interceptors; FIR is ours.
             rtcp_feedback: vec![feedback("ccm", "fir")],
         },
         payload_type: VP8_PAYLOAD_TYPE,
@@ -221,6 +218,10 @@ pub(in crate::support) fn local_track(
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
+                // Its retransmissions' own SSRC, where RTX is negotiated.
+                rtx: (kind == RtpCodecKind::Video).then(|| RTCRtpRtxParameters {
+                    ssrc: rand::random::<u32>(),
+                }),
                 ..Default::default()
             },
             active: true,
@@ -251,17 +252,38 @@ pub(super) async fn build_peer_connection_with(
     } else {
         vp8_codec()
     };
+    // RTX (RFC 4588), as browsers offer it: retransmissions on a stream of their own.
+    let rtx = if options.h264_only {
+        codecs::H264_RTX
+    } else {
+        codecs::VP8_RTX
+    };
     media_engine
         .register_codec(video, RtpCodecKind::Video)
         .context("registering the video codec")?;
+    media_engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: rtx.mime_type.to_owned(),
+                    clock_rate: rtx.clock_rate,
+                    channels: 0,
+                    sdp_fmtp_line: rtx.fmtp.to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: rtx.payload_type,
+            },
+            RtpCodecKind::Video,
+        )
+        .context("registering RTX")?;
     media_engine
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .context("registering Opus")?;
     if options.stated_level.is_some() {
         tessera::peer::register_audio_level_extension(&mut media_engine)?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .context("registering the default interceptors")?;
+    // The server's interceptors: webrtc-rs's defaults, each lost packet asked for a few times.
+    let registry = tessera::peer::interceptors(&mut media_engine)?;
     // The server's own interceptor: last in the chain, it lets keyframe requests (and REMB)
     // reach the application, which by default sees no inbound RTCP.
     let registry = tessera::peer::register_keyframe_interceptor(registry);
