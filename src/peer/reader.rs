@@ -3,7 +3,9 @@
 //! to the room like the tracks webrtc-rs binds itself.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rtc::shared::marshal::Marshal;
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
@@ -11,29 +13,42 @@ use super::{
     Peer, PeerEvent, PeerEventKind, RemoteTrack, TrackSource, VideoFeedback, stream_router,
 };
 use crate::metrics::{self, Live};
+use crate::rtp::playout::Playout;
 use crate::sdp::TrickleFragment;
-use crate::types::{InputCodec, MediaKind, RtpSink};
+use crate::types::{InputCodec, MediaKind, RtpSink, SessionId};
 
 impl Peer {
     /// Starts moving `track`'s packets into `sink`.
     pub fn start_receiving(&mut self, track: RemoteTrack, sink: Arc<dyn RtpSink>) {
         let session = self.session;
         let kind = track.codec.kind;
+        let mut pacer = Pacer::new(session, &track.codec, sink);
         let feedback = match track.source {
             TrackSource::Bound(remote) => {
                 let reader = remote.clone();
                 self.spawn(async move {
                     let _live = Live::new(&metrics::MEDIA_TASKS);
-                    while let Some(event) = reader.poll().await {
+                    loop {
+                        // `poll` is a channel's receive: nothing is lost when the timer wins.
+                        let due = pacer.next_due();
+                        let event = tokio::select! {
+                            event = reader.poll() => event,
+                            () = sleep_until(due) => {
+                                pacer.hand_on_due();
+                                continue;
+                            }
+                        };
                         match event {
-                            TrackRemoteEvent::OnRtpPacket(packet) => {
+                            Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                                 if let Ok(bytes) = packet.marshal() {
                                     metrics::families().rtp("in", kind.name(), bytes.len());
-                                    sink.push(bytes.freeze());
+                                    pacer.arrive(bytes.freeze());
                                 }
                             }
-                            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
-                            _ => {}
+                            None | Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) => {
+                                break;
+                            }
+                            Some(_) => {}
                         }
                     }
                     tracing::debug!(%session, %kind, "incoming track ended");
@@ -43,9 +58,18 @@ impl Peer {
             TrackSource::Routed { mut packets, ssrc } => {
                 self.spawn(async move {
                     let _live = Live::new(&metrics::MEDIA_TASKS);
-                    while let Some(packet) = packets.recv().await {
+                    loop {
+                        let due = pacer.next_due();
+                        let packet = tokio::select! {
+                            packet = packets.recv() => packet,
+                            () = sleep_until(due) => {
+                                pacer.hand_on_due();
+                                continue;
+                            }
+                        };
+                        let Some(packet) = packet else { break };
                         metrics::families().rtp("in", kind.name(), packet.len());
-                        sink.push(packet);
+                        pacer.arrive(packet);
                     }
                     tracing::debug!(%session, %kind, "routed stream ended");
                 });
@@ -117,6 +141,79 @@ impl Peer {
             session: self.session,
             pc: self.pc.clone(),
         }
+    }
+}
+
+/// Hands a track's packets on to its sink: video at once (its decoder waits for what is
+/// missing), audio through a [`Playout`] that holds packets back when the sender's link
+/// jitters more than the mix's jitter buffer absorbs.
+struct Pacer {
+    session: SessionId,
+    sink: Arc<dyn RtpSink>,
+    playout: Option<Playout<Bytes>>,
+    /// The playout's clock starts here.
+    epoch: Instant,
+    out: Vec<Bytes>,
+}
+
+impl Pacer {
+    fn new(session: SessionId, codec: &InputCodec, sink: Arc<dyn RtpSink>) -> Pacer {
+        Pacer {
+            session,
+            sink,
+            playout: (codec.kind == MediaKind::Audio).then(|| Playout::new(codec.clock_rate)),
+            epoch: Instant::now(),
+            out: Vec::new(),
+        }
+    }
+
+    /// When a held packet is next due.
+    fn next_due(&self) -> Option<Instant> {
+        let due = self.playout.as_ref()?.next_due()?;
+        Some(self.epoch + Duration::from_secs_f64(due.max(0.0)))
+    }
+
+    fn arrive(&mut self, packet: Bytes) {
+        let Some(playout) = &mut self.playout else {
+            self.sink.push(packet);
+            return;
+        };
+        let before = playout.hold();
+        playout.arrive(self.epoch.elapsed().as_secs_f64(), packet, &mut self.out);
+        let (hold_ms, jitter_ms) = (
+            (playout.hold() * 1000.0).round(),
+            (playout.jitter() * 1000.0).round(),
+        );
+        if playout.hold() != before {
+            // Starting and ending to hold are worth a line; the steps between, debug.
+            if before == 0.0 || playout.hold() == 0.0 {
+                tracing::info!(session = %self.session, hold_ms, jitter_ms, "audio playout follows the sender's jitter");
+            } else {
+                tracing::debug!(session = %self.session, hold_ms, jitter_ms, "audio playout adjusted");
+            }
+        }
+        self.flush();
+    }
+
+    fn hand_on_due(&mut self) {
+        if let Some(playout) = &mut self.playout {
+            playout.due(self.epoch.elapsed().as_secs_f64(), &mut self.out);
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        for packet in self.out.drain(..) {
+            self.sink.push(packet);
+        }
+    }
+}
+
+/// Sleeps until `due`; for ever when there is nothing due.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
     }
 }
 
