@@ -238,6 +238,25 @@ impl Joiner {
         Ok((format!("{}{location}", self.base), answer))
     }
 
+    /// Turns `sim`'s camera off as a participant does (`PUT …/mute`): its tile shows the
+    /// camera-off placeholder.
+    pub async fn mute_video(&self, sim: &Sim) -> Result<()> {
+        let response = self
+            .http
+            .put(format!("{}/mute", sim.session_url))
+            .header("content-type", "application/json")
+            .body(r#"{"video": true}"#)
+            .send()
+            .await
+            .context("PUT mute")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "PUT mute: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
     pub async fn leave(&self, mut sim: Sim) {
         let _ = self.http.delete(&sim.session_url).send().await;
         if let Some(stop) = sim.stop.take() {

@@ -2,20 +2,18 @@
 //! border around the active speaker, and a canvas colour. Labels are drawn by each video input's
 //! own `label` overlay (see `tiles.rs`): more compositor pads would cost the compositor on every
 //! output frame (measured: four label pads and the border's four bars, 10% of a room of 4). The
-//! border and the background are solid pictures from live sources at the canvas rate
-//! (`video-highlight.pipeline`, `video-background.pipeline`) on compositor pads of their own,
-//! drawn once per composite frame for every receiver. The border is made once; the background
-//! is remade when its colour changes.
+//! border is drawn on the composed canvas (`border.rs`). The background is a solid picture from
+//! a live source at the canvas rate (`video-background.pipeline`) on a compositor pad of its
+//! own, under every tile, remade when its colour changes. All are drawn once per composite
+//! frame for every receiver.
 
 use std::collections::HashMap;
 
+use super::border::Border;
 use super::mixer::Mixer;
 use super::pads::{Edits, PadSource};
-use super::tiles::zorder;
 use crate::types::{Decorations, Highlight, Rect, SessionId};
 
-/// The border's layer, above everything of its tile (a label too).
-const Z_HIGHLIGHT: u32 = 5;
 /// The background's zorder: under every region (the mix's clock pad is at 0, hidden).
 const Z_BACKGROUND: u32 = 1;
 
@@ -24,7 +22,9 @@ const Z_BACKGROUND: u32 = 1;
 pub(super) struct Decor {
     /// Each labelled session's text.
     labels: HashMap<SessionId, String>,
-    highlight: Option<PadSource>,
+    /// The border drawn (or about to be) and its overlay.
+    highlight: Option<Highlight>,
+    pub(super) border: Border,
     /// The colour shown and its picture.
     background: Option<(u32, PadSource)>,
 }
@@ -59,50 +59,9 @@ impl Mixer {
     }
 
     fn set_highlight(&mut self, edits: &mut Edits, highlight: Option<Highlight>) {
-        if highlight.is_some() && self.decor.highlight.is_none() {
-            let fps = [("fps", self.mix.fps.to_string())];
-            match self.add_pad_source(
-                "video-highlight.pipeline",
-                &fps,
-                &["out0", "out1", "out2", "out3"],
-                "highlight",
-                |_| {},
-            ) {
-                Ok(still) => self.decor.highlight = Some(still),
-                Err(e) => tracing::warn!("adding the speaker's border: {e}"),
-            }
-        }
-        let Some(still) = &self.decor.highlight else {
-            return;
-        };
-        let Some(h) = highlight else {
-            for pad in &still.pads {
-                edits.set(pad, "alpha", 0.0f64);
-            }
-            return;
-        };
-        let (r, t) = (
-            h.rect,
-            h.thickness.min(h.rect.width / 2).min(h.rect.height / 2),
-        );
-        let bars = [
-            Rect { height: t, ..r },
-            Rect {
-                y: r.y + r.height - t,
-                height: t,
-                ..r
-            },
-            Rect { width: t, ..r },
-            Rect {
-                x: r.x + r.width - t,
-                width: t,
-                ..r
-            },
-        ];
-        for (pad, bar) in still.pads.iter().zip(bars) {
-            edits.set(pad, "zorder", zorder(h.z, Z_HIGHLIGHT));
-            edits.geometry(pad, bar);
-            edits.set(pad, "alpha", 1.0f64);
+        if highlight != self.decor.highlight {
+            self.decor.highlight = highlight;
+            edits.call(self.decor.border.change(highlight));
         }
     }
 

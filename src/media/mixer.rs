@@ -129,6 +129,11 @@ impl Mixer {
         watch_bus(&pipeline, signals.clone());
         let frame_edits = Arc::new(FrameEdits::default());
         frame_edits.watch(&compositor);
+        let decor = Decor::default();
+        // An overridden description without the overlay draws no border.
+        if let Some(overlay) = pipeline.by_name("border") {
+            decor.border.attach(&overlay);
+        }
         watch_frame_interval(&compositor, metrics.frame_interval.clone());
 
         let everyone = new_audio_mix(&templates, &pipeline, mix, "everyone", false)?;
@@ -153,7 +158,7 @@ impl Mixer {
             audio_muted: Default::default(),
             signals,
             mix: mix.clone(),
-            decor: Decor::default(),
+            decor,
             frame_edits,
             awake: false,
             metrics,

@@ -16,6 +16,7 @@
 //! Recordings (`recorder.rs`) are pipelines of their own, fed from the taps.
 
 mod audio_mix;
+mod border;
 mod bus;
 mod decor;
 mod handle;

@@ -39,12 +39,14 @@ pub(super) fn remove_bin(pipeline: &gst::Pipeline, bin: &gst::Bin) {
 /// layout moves several pads, and a frame composed with half of them moved would show a tile
 /// twice or a hole. They are applied between two composed frames ([`FrameEdits`]).
 #[derive(Default)]
-pub(super) struct Edits(Vec<(gst::Object, &'static str, Edit)>);
+pub(super) struct Edits(Vec<Edit>);
 
 enum Edit {
-    Value(gst::glib::SendValue),
+    Value(gst::Object, &'static str, gst::glib::SendValue),
     /// An enum property by its nick (`sizing-policy`).
-    Nick(&'static str),
+    Nick(gst::Object, &'static str, &'static str),
+    /// Anything else that belongs to the same frame boundary (the border's new picture).
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 impl Edits {
@@ -55,10 +57,10 @@ impl Edits {
         name: &'static str,
         value: impl gst::glib::value::ToSendValue,
     ) {
-        self.0.push((
+        self.0.push(Edit::Value(
             object.clone().upcast(),
             name,
-            Edit::Value(value.to_send_value()),
+            value.to_send_value(),
         ));
     }
 
@@ -69,8 +71,12 @@ impl Edits {
         name: &'static str,
         nick: &'static str,
     ) {
-        self.0
-            .push((object.clone().upcast(), name, Edit::Nick(nick)));
+        self.0.push(Edit::Nick(object.clone().upcast(), name, nick));
+    }
+
+    /// Runs `f` at the same frame boundary as the other edits.
+    pub(super) fn call(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.0.push(Edit::Call(Box::new(f)));
     }
 
     /// Places a compositor sink pad at `rect`.
@@ -83,10 +89,11 @@ impl Edits {
 
     /// Sets every property now.
     pub(super) fn apply(self) {
-        for (object, name, edit) in self.0 {
+        for edit in self.0 {
             match edit {
-                Edit::Value(v) => object.set_property_from_value(name, &v),
-                Edit::Nick(nick) => object.set_property_from_str(name, nick),
+                Edit::Value(object, name, v) => object.set_property_from_value(name, &v),
+                Edit::Nick(object, name, nick) => object.set_property_from_str(name, nick),
+                Edit::Call(f) => f(),
             }
         }
     }

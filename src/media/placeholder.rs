@@ -82,9 +82,10 @@ impl Mixer {
             return Ok(());
         }
         // The text is drawn once, on the first picture: it is set before the bin starts.
+        let fps = [("fps", self.mix.fps.to_string())];
         let placeholder = self.add_pad_source(
             "video-placeholder.pipeline",
-            &[],
+            &fps,
             &["out"],
             &format!("placeholder-{session}"),
             |bin| {

@@ -50,10 +50,6 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../pipelines/video-placeholder.pipeline"),
     ),
     (
-        "video-highlight.pipeline",
-        include_str!("../../pipelines/video-highlight.pipeline"),
-    ),
-    (
         "video-background.pipeline",
         include_str!("../../pipelines/video-background.pipeline"),
     ),

@@ -26,13 +26,15 @@ impl RoomActor {
         self.mixer.set_receivers(outputs, everyone).await;
     }
 
-    /// Asks for a keyframe of `key` now, or once its gate opens (requests are coalesced).
-    pub(super) async fn request_keyframe(&mut self, key: OutputKey) {
+    /// Asks for a keyframe of `key` now, or once its gate opens (requests are coalesced);
+    /// `why` is for the log.
+    pub(super) async fn request_keyframe(&mut self, key: OutputKey, why: &'static str) {
         let decision = self
             .keyframes
             .entry(key)
             .or_default()
             .request(Instant::now());
+        tracing::debug!(room = %self.ctx.name, %key, why, ?decision, "keyframe requested");
         if decision == Decision::ForceNow {
             metrics::families().keyframes_forced.inc();
             self.mixer.force_keyframe(key).await;
@@ -48,6 +50,7 @@ impl RoomActor {
             .filter_map(|(key, gate)| gate.poll(now).then_some(*key))
             .collect();
         for key in due {
+            tracing::debug!(room = %self.ctx.name, %key, "deferred keyframe forced");
             metrics::families().keyframes_forced.inc();
             self.mixer.force_keyframe(key).await;
         }
@@ -84,7 +87,7 @@ impl RoomActor {
         metrics::families().tier_switches.inc();
         s.peer.switch_output(MediaKind::Video, rx).await;
         self.update_receivers().await;
-        self.request_keyframe(next).await;
+        self.request_keyframe(next, "tier switch").await;
         self.publish_updated(idx);
     }
 

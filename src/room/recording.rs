@@ -180,7 +180,7 @@ impl RoomActor {
         });
         self.update_receivers().await;
         // The file must start at a keyframe, now rather than at the next periodic one.
-        self.request_keyframe(key).await;
+        self.request_keyframe(key, "recording").await;
         self.ctx.recordings.put(&info);
         self.ctx.publish(RoomEvent::RecordingStarted {
             recording: info.clone(),

@@ -390,7 +390,7 @@ impl RoomActor {
             }
             PeerEventKind::KeyframeRequested => {
                 if let Some(key) = self.sessions[idx].output {
-                    self.request_keyframe(key).await;
+                    self.request_keyframe(key, "receiver asked").await;
                 }
             }
             PeerEventKind::BandwidthEstimate(bps) => self.on_estimate(idx, bps).await,
@@ -458,7 +458,7 @@ impl RoomActor {
         self.update_receivers().await;
         // A newcomer must decode a picture at once: it needs a keyframe.
         if let Some(key) = self.sessions[idx].output {
-            self.request_keyframe(key).await;
+            self.request_keyframe(key, "newcomer").await;
         }
     }
 }

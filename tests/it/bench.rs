@@ -50,6 +50,7 @@ fn issue3_the_benchmark_harness_runs_in_smoke_mode() {
     assert!(status.success(), "tessera-bench failed: {status}\n{out}");
     for row in [
         "Added latency, video",
+        "Added latency, video, with a camera off",
         "Added latency, audio",
         "Join time",
         "Capacity, rooms of 2",

@@ -1,5 +1,7 @@
 //! Latency and join time, on a quiet server: A sends stamped video and clicks, B decodes
-//! A's tile (tile 0 of a 2-up grid: the left half) and hears A (mix-minus).
+//! A's tile (tile 0 of a 2-up grid: the left half) and hears A (mix-minus). Then C joins with
+//! its camera off (its tile a still placeholder) and a viewer decodes A's tile again (the top
+//! left quarter of the 2x2 grid): a still picture in the mix must not delay the others.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,10 +71,50 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     }
     let (vm, vp, vn) = median_p95(v_lat);
     let (am, ap, an) = median_p95(a_lat);
+
+    // The same with a camera off in the room.
+    let c = joiner
+        .join("latency", false, BOTH, BOTH, Receive::Discard, None)
+        .await?;
+    let quarter = Arc::new(VideoProbe::new(Some((0, 0, 640, 360)))?);
+    let viewer = joiner
+        .join(
+            "latency",
+            true,
+            NOTHING,
+            BOTH,
+            Receive::Probe {
+                video: quarter.clone(),
+                audio: None,
+            },
+            None,
+        )
+        .await?;
+    wait_connected([&c, &viewer], Duration::from_secs(10)).await?;
+    joiner.mute_video(&c).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the keyframes and the placeholder's start
+    let from = Instant::now();
+    tokio::time::sleep(plan.latency_window).await;
+    let report = quarter.report();
+    let sends = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut off_lat = Vec::new();
+    for (stamp, at) in report.stamps.iter().filter(|(_, at)| *at >= from) {
+        if let Some((_, sent)) = sends.iter().rev().find(|(m, t)| m == stamp && t <= at) {
+            off_lat.push(at.duration_since(*sent).as_secs_f64() * 1000.0);
+        }
+    }
+    joiner.leave(viewer).await;
+    joiner.leave(c).await;
+    let (om, op, on) = median_p95(off_lat);
     results.row(
         "Added latency, video (send → decoded composite)",
         format!("median {vm:.0} ms, p95 {vp:.0} ms (n={vn})"),
         "median ≤ 50 ms, p95 ≤ 90 ms",
+    );
+    results.row(
+        "Added latency, video, with a camera off in the room (its tile a still placeholder)",
+        format!("median {om:.0} ms, p95 {op:.0} ms (n={on})"),
+        "as without",
     );
     results.row(
         "Added latency, audio (send → decoded mix-minus)",

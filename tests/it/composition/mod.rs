@@ -21,6 +21,8 @@ const TOLERANCE: u8 = 48;
 const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 /// The issue's bound on a new speaker taking the floor.
 const SWITCH_BOUND: Duration = Duration::from_millis(1500);
+/// The speaker's border, #f2c200 (`src/media/border.rs`).
+const BORDER: Rgb = (0xf2, 0xc2, 0x00);
 /// How long a picture that must not change is watched.
 const STEADY: Duration = Duration::from_millis(2500);
 
@@ -101,9 +103,16 @@ async fn dry_run(server: &TestServer, room: &str, layout: &Value) -> Result<(u16
     Ok((response.status, response.json()?))
 }
 
+/// The longest a viewer may go without a decoded frame across a switch: under eight frame
+/// times at 30 fps, room for the test's own decoder under load. A layout change that froze
+/// the picture, or that waited for a keyframe (a PLI's round trip, then the keyframe), would
+/// show as a longer gap.
+const LONGEST_GAP: Duration = Duration::from_millis(250);
+
 /// Sets `talker`'s tone on and waits until the viewer shows its colour in the large region;
 /// returns how long that took. Every frame until then must show one of the participants
-/// there: never black (a layout change shows no empty frame).
+/// there: never black (a layout change shows no empty frame); and the picture keeps moving
+/// through the switch and the second after it: never frozen.
 async fn talk_and_wait(
     viewer: &TestClient,
     talker: &TestClient,
@@ -128,7 +137,73 @@ async fn talk_and_wait(
         blank == 0,
         "{blank} frames showed no participant in the large region"
     );
+    viewer.wait_for_new_frames(30, FRAME_DEADLINE).await?;
+    let state = viewer.video_state();
+    let decoded: Vec<Instant> = state
+        .decoded_at
+        .iter()
+        .copied()
+        .filter(|t| *t >= start)
+        .collect();
+    let gap = decoded
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::MAX);
+    eprintln!(
+        "{}: longest wait between two decoded frames through the switch {gap:?}",
+        talker.name()
+    );
+    anyhow::ensure!(
+        gap <= LONGEST_GAP,
+        "the viewer's picture stopped for {gap:?} around {}'s switch",
+        talker.name()
+    );
     Ok(took)
+}
+
+/// The counts of [`keyframe_counts`] once the joins' keyframes are done: none forced for
+/// longer than the server's coalescing interval (500 ms, `room/keyframe.rs`), so a deferred
+/// one is not counted as the switches'.
+async fn keyframes_settled(server: &TestServer) -> Result<(f64, f64)> {
+    let deadline = Instant::now() + FRAME_DEADLINE;
+    let mut last = keyframe_counts(server).await?;
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(700) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "keyframes still forced: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling the metrics
+        let now = keyframe_counts(server).await?;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    Ok(last)
+}
+
+/// The server's counts of forced keyframes and of the keyframe requests (PLI, FIR) receivers
+/// sent it, from `GET /metrics`.
+async fn keyframe_counts(server: &TestServer) -> Result<(f64, f64)> {
+    let text = http::client()?
+        .get(server.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let read = |prefix: &str| -> Result<f64> {
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().parse())
+            .transpose()?
+            .unwrap_or(0.0))
+    };
+    Ok((
+        read("tessera_keyframes_forced_total ")?,
+        read("tessera_plis_total{direction=\"received\"} ")?,
+    ))
 }
 
 /// Watches the viewer for `STEADY`: every frame must keep `expected`.
@@ -181,6 +256,7 @@ async fn issue14_the_active_speaker_takes_the_floor_in_speaker_single_and_pip() 
         .expect("speaker layout: red large, green and blue in the column");
 
     // Green talks: it takes the large region.
+    let before = keyframes_settled(&server).await.expect("metrics");
     let green_took = talk_and_wait(&viewer, green, colours::GREEN, MAIN)
         .await
         .expect("green takes the floor");
@@ -232,6 +308,40 @@ async fn issue14_the_active_speaker_takes_the_floor_in_speaker_single_and_pip() 
         green_took <= SWITCH_BOUND && blue_took <= SWITCH_BOUND,
         "a new speaker took the floor in {green_took:?} and {blue_took:?}"
     );
+    // Moving tiles is the compositor's work: no receiver is sent a keyframe for it.
+    let after = keyframe_counts(&server).await.expect("metrics");
+    let (forced, asked) = (after.0 - before.0, after.1 - before.1);
+    eprintln!("keyframes forced during the switches: {forced}, PLIs received: {asked}");
+    assert_eq!(
+        forced, 0.0,
+        "the speaker switches forced {forced} keyframes ({asked} asked for)"
+    );
+
+    // The speaker's border (on by default): a thin yellow line along the large region's top
+    // edge, over the letterbox; off, the letterbox is black there again.
+    let border = Rect::new(300, 0, 360, 4);
+    let yellow = viewer
+        .wait_for_frame(FRAME_DEADLINE, |f| {
+            is_close(average_colour(f, border), BORDER, 60)
+        })
+        .await
+        .expect("the speaker's border along the large region");
+    eprintln!("border: {:?}", average_colour(&yellow, border));
+    let (status, _) = put_layout(
+        &server,
+        room,
+        &json!({"preset": "speaker", "speaker_highlight": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    viewer
+        .wait_for_frame(FRAME_DEADLINE, |f| {
+            is_close(average_colour(f, border), colours::BLACK, 24)
+                && shows(f, &[(MAIN, colours::BLUE)])
+        })
+        .await
+        .expect("no border with speaker_highlight off");
 
     // single: only the speaker, on the whole canvas.
     let (status, _) = put_layout(&server, room, &json!({"preset": "single"}))
