@@ -49,16 +49,8 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         .await?;
     wait_connected([&a, &b], Duration::from_secs(10)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // past the first keyframes
-    let from = Instant::now();
-    tokio::time::sleep(plan.latency_window).await;
-    let report = video.report();
-    let sends = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut v_lat = Vec::new();
-    for (stamp, at) in report.stamps.iter().filter(|(_, at)| *at >= from) {
-        if let Some((_, sent)) = sends.iter().rev().find(|(m, t)| m == stamp && t <= at) {
-            v_lat.push(at.duration_since(*sent).as_secs_f64() * 1000.0);
-        }
-    }
+    let from = Instant::now(); // the audio's window is the video's
+    let v_lat = video_latencies(&video, &logs.0, plan.latency_window).await;
     let clicks = logs.1.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut a_lat = Vec::new();
     for onset in audio.onsets().iter().filter(|t| **t >= from) {
@@ -93,16 +85,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     wait_connected([&c, &viewer], Duration::from_secs(10)).await?;
     joiner.mute_video(&c).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // past the keyframes and the placeholder's start
-    let from = Instant::now();
-    tokio::time::sleep(plan.latency_window).await;
-    let report = quarter.report();
-    let sends = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut off_lat = Vec::new();
-    for (stamp, at) in report.stamps.iter().filter(|(_, at)| *at >= from) {
-        if let Some((_, sent)) = sends.iter().rev().find(|(m, t)| m == stamp && t <= at) {
-            off_lat.push(at.duration_since(*sent).as_secs_f64() * 1000.0);
-        }
-    }
+    let off_lat = video_latencies(&quarter, &logs.0, plan.latency_window).await;
     joiner.leave(viewer).await;
     joiner.leave(c).await;
     let (om, op, on) = median_p95(off_lat);
@@ -179,4 +162,22 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         "median ≤ 250 ms, p95 ≤ 400 ms",
     );
     Ok(())
+}
+
+/// The added latency of each stamped frame `probe` decodes over the next `window`, in ms: from
+/// its send (in `sends`) to its decode.
+async fn video_latencies(probe: &VideoProbe, sends: &SendLog, window: Duration) -> Vec<f64> {
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let report = probe.report();
+    let sends = sends.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    report
+        .stamps
+        .iter()
+        .filter(|(_, at)| *at >= from)
+        .filter_map(|(stamp, at)| {
+            let (_, sent) = sends.iter().rev().find(|(m, t)| m == stamp && t <= at)?;
+            Some(at.duration_since(*sent).as_secs_f64() * 1000.0)
+        })
+        .collect()
 }
