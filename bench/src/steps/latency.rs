@@ -12,7 +12,7 @@ use super::Bench;
 use crate::measure::median_p95;
 use crate::media::probe::{AudioProbe, VideoProbe};
 use crate::replay::SendLog;
-use crate::sim::{BOTH, NOTHING, Receive, wait_connected};
+use crate::sim::{BOTH, Joiner, NOTHING, Receive, Sim, wait_connected};
 
 pub async fn run(bench: &mut Bench) -> Result<()> {
     let Bench {
@@ -69,19 +69,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         .join("latency", false, BOTH, BOTH, Receive::Discard, None)
         .await?;
     let quarter = Arc::new(VideoProbe::new(Some((0, 0, 640, 360)))?);
-    let viewer = joiner
-        .join(
-            "latency",
-            true,
-            NOTHING,
-            BOTH,
-            Receive::Probe {
-                video: quarter.clone(),
-                audio: None,
-            },
-            None,
-        )
-        .await?;
+    let viewer = watch(joiner, quarter.clone()).await?;
     wait_connected([&c, &viewer], Duration::from_secs(10)).await?;
     joiner.mute_video(&c).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // past the keyframes and the placeholder's start
@@ -113,19 +101,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let probe = Arc::new(VideoProbe::new(None)?);
         let t0 = Instant::now();
-        let viewer = joiner
-            .join(
-                "latency",
-                true,
-                NOTHING,
-                BOTH,
-                Receive::Probe {
-                    video: probe.clone(),
-                    audio: None,
-                },
-                None,
-            )
-            .await?;
+        let viewer = watch(joiner, probe.clone()).await?;
         let answered = t0.elapsed();
         let mut c = viewer.connected.clone();
         let _ = tokio::time::timeout(Duration::from_secs(5), c.wait_for(|v| *v)).await;
@@ -180,4 +156,15 @@ async fn video_latencies(probe: &VideoProbe, sends: &SendLog, window: Duration) 
             Some(at.duration_since(*sent).as_secs_f64() * 1000.0)
         })
         .collect()
+}
+
+/// A viewer of the latency room whose video `probe` decodes.
+async fn watch(joiner: &Joiner, probe: Arc<VideoProbe>) -> Result<Sim> {
+    let handling = Receive::Probe {
+        video: probe,
+        audio: None,
+    };
+    joiner
+        .join("latency", true, NOTHING, BOTH, handling, None)
+        .await
 }
