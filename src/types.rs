@@ -225,10 +225,8 @@ pub struct Label {
 /// The border drawn around the active speaker's tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Highlight {
-    /// The tile.
+    /// The tile (the border is drawn above every region).
     pub rect: Rect,
-    /// The region level of the tile.
-    pub z: u32,
     /// The border's width in pixels.
     pub thickness: i32,
 }

@@ -15,8 +15,8 @@ use gst::prelude::*;
 
 use crate::types::{Highlight, Rect};
 
-/// The border's colour as AYUV (BT.601 of #f2c200): the
-/// canvas's own family of formats, so blending converts nothing.
+/// The border's colour as AYUV (BT.601 of #f2c200): the canvas's own family of formats, so
+/// blending converts nothing.
 const YELLOW_AYUV: [u8; 4] = [0xff, 176, 36, 163];
 
 /// What the overlay draws: the border now, and the one that takes over after the frame that
@@ -124,7 +124,6 @@ mod tests {
                 width: 960,
                 height: 720,
             },
-            z: 0,
             thickness: 4,
         };
         let [top, bottom, left, right] = bars(h);
@@ -150,7 +149,6 @@ mod tests {
                 width: 100,
                 height: 50,
             },
-            z: 0,
             thickness: 2,
         })
         .unwrap();

@@ -49,7 +49,6 @@ pub fn decorate(
         .flatten()
         .map(|t| Highlight {
             rect: t.placement.rect,
-            z: t.placement.z,
             // 4 pixels on 720p: seen on a phone, not a frame around a painting.
             thickness: ((height / 180) as i32 & !1).max(2),
         });
